@@ -1,0 +1,50 @@
+"""What a client sends back, and the two hooks every FL algorithm fills in.
+
+An algorithm is a client-side objective plus a server-side aggregator, in the
+spirit of Flower's strategies: small, with the round loop kept elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    client: int
+    state: State  # the client's low-precision model after local training
+    num_samples: int
+    train_loss: float  # mean loss over the client's local samples (nan when it has none)
+
+
+class Algorithm(Protocol):
+    name: str
+
+    def client_loss(self, model: nn.Module, logits: Tensor, targets: Tensor) -> Tensor:
+        """The loss a client minimises on one batch."""
+        ...
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
+        """Combine client models into one high-precision (float32) model."""
+        ...
+
+
+def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> State:
+    """Average states in float32 with normalised weights: the server's high-precision step."""
+    if not states:
+        raise ValueError("nothing to aggregate: no client updates")
+    w = torch.tensor(weights, dtype=torch.float64)
+    if not bool(torch.isfinite(w).all()) or float(w.sum()) <= 0:
+        raise ValueError(f"aggregation weights must be finite with a positive sum, got {weights}")
+    w = (w / w.sum()).tolist()
+    return {
+        name: sum(wk * s[name].float() for wk, s in zip(w, states, strict=True))  # type: ignore[misc]
+        for name in states[0]
+    }

@@ -1,0 +1,35 @@
+"""FedAvg: clients minimise cross-entropy; the server averages their parameters.
+
+The reference averages clients uniformly; ``weighting="samples"`` gives the
+original FedAvg's sample-weighted mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ClientUpdate, State, weighted_mean
+
+WEIGHTINGS = ("mean", "weighted")
+
+
+class FedAvg:
+    name = "fedavg"
+
+    def __init__(self, weighting: str = "mean") -> None:
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        self.weighting = weighting
+
+    def client_loss(self, model: nn.Module, logits: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(logits, targets)
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
+        if self.weighting == "weighted":
+            weights = [float(u.num_samples) for u in updates]
+        else:
+            weights = [1.0] * len(updates)
+        return weighted_mean([u.state for u in updates], weights)

@@ -1,0 +1,164 @@
+"""Run configuration: one dataclass, its validation, and TOML + command-line merging.
+
+Every setting is declared once here; the CLI flags (kebab-case) and the TOML keys are
+derived from the field names, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
+
+DATASET_NAMES = ("digits", "fmnist", "cifar10", "cifar100", "cinic10")
+MODEL_NAMES = ("convnet", "mlp", "resnet8", "resnet18")
+PARTITIONS = ("dirichlet", "dirichlet-plain", "iid")
+
+
+class ConfigError(ValueError):
+    """A setting out of range; the message starts with the flag that holds it."""
+
+
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str = _opt("digits", "dataset", DATASET_NAMES)
+    data_dir: str | None = _opt(None, "data folder (default $LPFL_DATA, else ~/.cache/lpfl)")
+    model: str = _opt("convnet", "model architecture", MODEL_NAMES)
+    clients: int = _opt(80, "number of clients")
+    participation: float = _opt(0.4, "fraction of clients sampled per round, in (0, 1]")
+    rounds: int = _opt(200, "communication rounds")
+    local_epochs: int = _opt(1, "local epochs per round")
+    batch_size: int = _opt(32, "local batch size")
+    lr: float = _opt(1e-3, "client learning rate")
+    optimizer: str = _opt("adam", "client optimizer", ("adam", "sgd"))
+    momentum: float = _opt(0.0, "SGD momentum")
+    optimizer_state: str = _opt(
+        "persist",
+        "keep each client's optimizer state across rounds, or reset it",
+        ("persist", "reset"),
+    )
+    partition: str = _opt("dirichlet", "client split (dirichlet = balanced sizes)", PARTITIONS)
+    alpha: float = _opt(0.04, "Dirichlet concentration; smaller is more non-IID")
+    bits: int = _opt(
+        8, f"word length: {MIN_BITS}..{MAX_BITS}, or {FULL_PRECISION} for full precision"
+    )
+    rounding: str = _opt("stochastic", "rounding mode", ROUNDING_MODES)
+    weight_block: str = _opt("BC", "exponent blocks for weights", BLOCK_MODES)
+    grad_block: str | None = _opt(
+        None, "exponent blocks for gradients (default: weight-block)", BLOCK_MODES
+    )
+    act_block: str = _opt("tensor", "exponent blocks for activations", BLOCK_MODES)
+    error_block: str | None = _opt(
+        None, "exponent blocks for errors (default: act-block)", BLOCK_MODES
+    )
+    moving_average: float = _opt(
+        0.9, "server moving-average factor lambda in [0, 1); 0 turns it off"
+    )
+    ma_start: int = _opt(1, "round whose aggregate starts the moving average")
+    aggregation: str = _opt(
+        "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
+    )
+    download_quant: bool = _opt(True, "clients start from the quantized global model Q(w)")
+    seed: int = _opt(0, "seed for the split, sampling, initialisation and rounding")
+    device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
+    eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
+    out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
+
+    @property
+    def clients_per_round(self) -> int:
+        return max(1, round(self.participation * self.clients))
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        env = os.environ.get("LPFL_DATA")
+        return Path(env).expanduser() if env else Path.home() / ".cache" / "lpfl"
+
+    def validate(self) -> RunConfig:
+        """Refuse a bad setting before any work is done."""
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ConfigError(
+                    f"{flag(f.name)}: must be one of {', '.join(map(str, choices))}, got {value!r}"
+                )
+        checks = [
+            (
+                "bits",
+                self.bits == FULL_PRECISION or MIN_BITS <= self.bits <= MAX_BITS,
+                f"must be {MIN_BITS}..{MAX_BITS} or {FULL_PRECISION}",
+            ),
+            ("alpha", self.alpha > 0, "must be > 0"),
+            ("participation", 0 < self.participation <= 1, "must be in (0, 1]"),
+            ("clients", self.clients >= 1, "must be >= 1"),
+            ("rounds", self.rounds >= 1, "must be >= 1"),
+            ("local_epochs", self.local_epochs >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("momentum", 0 <= self.momentum < 1, "must be in [0, 1)"),
+            ("moving_average", 0 <= self.moving_average < 1, "must be in [0, 1)"),
+            ("ma_start", self.ma_start >= 1, "must be >= 1"),
+            ("eval_every", self.eval_every >= 1, "must be >= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{flag(name)}: {rule}, got {getattr(self, name)!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def field_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a TOML value has the field's type (TOML ints are fine where floats are expected)."""
+    kind = type(field_defaults()[name])
+    if value is None or field_defaults()[name] is None:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{flag(name)}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML config; keys may be kebab-case or snake_case, unknown keys are refused."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--config: no such file {os.fspath(path)!r}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config: {os.fspath(path)} is not valid TOML: {exc}") from None
+    known = field_defaults()
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"--config: unknown key {key!r} in {os.fspath(path)}")
+        out[name] = _coerce(name, value)
+    return out
+
+
+def make_config(toml_path: str | None = None, **overrides: Any) -> RunConfig:
+    """Defaults, then the TOML file, then explicit overrides (flags); validated."""
+    values = load_toml(toml_path) if toml_path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(RunConfig(), **values).validate()

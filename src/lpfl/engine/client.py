@@ -1,0 +1,105 @@
+"""One client's local training, in low precision from start to finish.
+
+Per step: forward with activations rounded, backward with errors rounded, gradients
+rounded, optimizer step (its moment buffers stay float32, as in the reference),
+weights rounded back onto the low-bit grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..algorithms import Algorithm, ClientUpdate, State
+from ..quant import NonFiniteError, PrecisionPolicy
+
+
+class DivergenceError(RuntimeError):
+    """Training produced NaN/Inf; the run stops but keeps every result computed so far."""
+
+
+@dataclass(frozen=True)
+class ClientData:
+    x: Tensor  # uint8 (N, C, H, W), on the training device
+    y: Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+
+    def build(self, params: Any) -> torch.optim.Optimizer:
+        if self.name == "adam":
+            return torch.optim.Adam(params, lr=self.lr)
+        if self.name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+        raise ValueError(f"unknown optimizer {self.name!r}")
+
+
+class LocalTrainer:
+    """Trains the sampled clients one after another on a single worker model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        policy: PrecisionPolicy,
+        algorithm: Algorithm,
+        optimizer: OptimizerSpec,
+        normalize: Callable[[Tensor], Tensor],
+        local_epochs: int,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> None:
+        self.model = model
+        self.policy = policy
+        self.algorithm = algorithm
+        self.optimizer = optimizer
+        self.normalize = normalize
+        self.local_epochs = local_epochs
+        self.batch_size = batch_size
+        self.generator = generator
+        policy.attach(model, generator)
+
+    def train(
+        self, client: int, start: State, data: ClientData, opt_state: dict | None
+    ) -> tuple[ClientUpdate, dict]:
+        """Train from ``start``; return the update and the optimizer state to keep for next time."""
+        model, gen = self.model, self.generator
+        model.load_state_dict(start)
+        model.train()
+        params = list(model.parameters())
+        opt = self.optimizer.build(params)
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        loss_sum = torch.zeros((), device=data.y.device)
+        n = len(data)
+        try:
+            for _ in range(self.local_epochs):
+                order = torch.randperm(n, generator=gen, device=gen.device).to(data.y.device)
+                for idx in order.split(self.batch_size):
+                    targets = data.y[idx]
+                    loss = self.algorithm.client_loss(
+                        model, model(self.normalize(data.x[idx])), targets
+                    )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.policy.quantize_grads_(params, gen)
+                    opt.step()
+                    self.policy.quantize_weights_(params, gen)
+                    loss_sum += loss.detach() * len(idx)
+        except NonFiniteError as exc:
+            raise DivergenceError(f"client {client}: {exc}") from exc
+        train_loss = float(loss_sum) / (n * self.local_epochs) if n else float("nan")
+        if n and not torch.isfinite(torch.tensor(train_loss)):
+            raise DivergenceError(f"client {client}: training loss became {train_loss}")
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return ClientUpdate(client, state, n, train_loss), opt.state_dict()

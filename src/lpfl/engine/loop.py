@@ -1,0 +1,127 @@
+"""The round loop, sequential: one round end to end, readable top to bottom.
+
+config -> data and split -> each sampled client trains in low precision -> the
+server aggregates in high precision and updates the moving average -> metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..algorithms import build_algorithm
+from ..config import ConfigError, RunConfig
+from ..data import DATASETS, load_dataset, normalize, partition, summarize_partition
+from ..models import build_model
+from ..quant import PrecisionPolicy
+from .client import ClientData, DivergenceError, LocalTrainer, OptimizerSpec
+from .evaluate import evaluate
+from .recorder import Recorder, RoundMetrics
+from .server import Server
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device: cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def run_simulation(
+    cfg: RunConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    label: str = "",
+) -> Recorder:
+    """Run one FL experiment; returns the recorder holding every round's metrics.
+
+    Results are written to ``cfg.out`` as they are produced. A diverging run stops
+    with status "diverged" and its message; its earlier rounds are kept.
+    """
+    device = resolve_device(cfg.device)
+    spec = DATASETS[cfg.dataset]
+    train, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
+    if cfg.clients > len(train):
+        raise ConfigError(
+            f"--clients: {cfg.clients} clients but only {len(train)} training samples"
+        )
+    parts = partition(train.y, cfg.clients, cfg.partition, cfg.alpha, cfg.seed)
+    log(summarize_partition(parts, train.y, spec.num_classes))
+
+    config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
+    recorder = Recorder(cfg.out, config)
+    norm = partial(normalize, spec=spec)
+    x_train = torch.from_numpy(train.x).to(device)
+    y_train = torch.from_numpy(train.y).to(device)
+    clients = [ClientData(x_train[idx], y_train[idx]) for idx in map(torch.from_numpy, parts)]
+    x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
+
+    torch.manual_seed(cfg.seed)
+    global_model = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+    worker = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    policy = PrecisionPolicy.uniform(
+        cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
+    )
+    algorithm = build_algorithm("fedavg", cfg.aggregation)
+    server = Server(
+        global_model.state_dict(),
+        algorithm,
+        cfg.moving_average,
+        cfg.ma_start,
+        download=policy.weight if cfg.download_quant else None,
+        generator=generator,
+    )
+    trainer = LocalTrainer(
+        worker,
+        policy,
+        algorithm,
+        OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
+        norm,
+        cfg.local_epochs,
+        cfg.batch_size,
+        generator,
+    )
+    opt_states: dict[int, dict] = {}
+    rng = np.random.default_rng(cfg.seed)
+
+    bar = tqdm(range(1, cfg.rounds + 1), desc=label or "rounds", disable=not progress, leave=True)
+    try:
+        for rnd in bar:
+            tic = time.perf_counter()
+            sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
+            start = server.broadcast()
+            updates = []
+            for k in sampled:
+                update, opt_state = trainer.train(k, start, clients[k], opt_states.get(k))
+                updates.append(update)
+                if cfg.optimizer_state == "persist":
+                    opt_states[k] = opt_state
+            server.update(rnd, updates)
+            acc = loss = None
+            if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
+                global_model.load_state_dict(server.model)
+                acc, loss = evaluate(global_model, x_test, y_test, norm)
+                if not np.isfinite(loss):
+                    raise DivergenceError(f"round {rnd}: test loss is {loss}")
+            losses = [(u.train_loss, u.num_samples) for u in updates if u.num_samples]
+            train_loss = sum(lo * n for lo, n in losses) / max(1, sum(n for _, n in losses))
+            recorder.record(RoundMetrics(rnd, acc, loss, train_loss, time.perf_counter() - tic))
+            if acc is not None:
+                bar.set_postfix(acc=f"{acc:.4f}", loss=f"{loss:.3f}", train=f"{train_loss:.3f}")
+    except DivergenceError as exc:
+        recorder.finish("diverged", str(exc))
+        raise
+    except BaseException as exc:  # an interrupt or a bug: say so in results.json, keep the rounds
+        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        bar.close()
+    recorder.finish()
+    return recorder

@@ -1,0 +1,87 @@
+"""The command line: files written, bad flags refused with their name, the demo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lpfl import cli
+
+
+def test_run_writes_results(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--clients",
+            "4",
+            "--rounds",
+            "2",
+            "--bits",
+            "6",
+            "--no-download-quant",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["bits"] == 6 and data["config"]["download_quant"] is False
+    assert len(data["rounds"]) == 2 and (out / "metrics.csv").exists()
+    assert "final accuracy" in capsys.readouterr().out
+
+
+def test_config_file_and_flag_override(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('dataset = "digits"\nmodel = "mlp"\nclients = 4\nrounds = 5\nbits = 32\n')
+    out = tmp_path / "r"
+    assert (
+        cli.main(["run", "--config", str(toml), "--rounds", "1", "--out", str(out), "--quiet"]) == 0
+    )
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["bits"] == 32 and len(data["rounds"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--bits", "1"], "--bits"),
+        (["--bits", "20"], "--bits"),
+        (["--alpha", "0"], "--alpha"),
+        (["--alpha", "-0.5"], "--alpha"),
+        (["--participation", "0"], "--participation"),
+        (["--participation", "1.2"], "--participation"),
+        (["--dataset", "imagenet"], "--dataset"),
+        (["--model", "vgg16"], "--model"),
+        (["--clients", "5000"], "--clients"),
+        (["--moving-average", "1.5"], "--moving-average"),
+    ],
+)
+def test_invalid_flags_are_refused_with_one_line(argv, flag, capsys, tmp_path):
+    out = tmp_path / "never"
+    assert cli.main(["run", *argv, "--rounds", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lpfl: error: {flag}:") and "\n" not in err
+    assert not out.exists(), "nothing may be written for a refused config"
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["run", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err and str(tmp_path) in err
+
+
+def test_demo_prints_table_and_saves_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(cli.DEMO_SETTINGS, "rounds", 2)
+    monkeypatch.setitem(cli.DEMO_SETTINGS, "local_epochs", 1)
+    assert cli.main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "32-bit FedAvg" in text and "8-bit FedAvg + moving avg" in text and "%" in text
+    png = tmp_path / "accuracy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,140 @@
+"""The round loop end to end on digits: learning, determinism, persistence, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lpfl.algorithms import FedAvg
+from lpfl.config import make_config
+from lpfl.data import DATASETS, load_dataset, normalize
+from lpfl.engine import ClientData, DivergenceError, LocalTrainer, OptimizerSpec, run_simulation
+from lpfl.models import build_model
+from lpfl.quant import PrecisionPolicy, block_exponents
+
+
+def _quiet(cfg):
+    return run_simulation(cfg, progress=False, log=lambda _m: None)
+
+
+def _final(recorder) -> float:
+    return recorder.summary()["final_accuracy_mean"]
+
+
+LEARN = dict(
+    dataset="digits",
+    model="mlp",
+    clients=10,
+    participation=0.5,
+    alpha=1.0,
+    rounds=40,
+    local_epochs=2,
+    moving_average=0.9,
+)
+
+
+def test_eight_bit_with_moving_average_learns_and_matches_full_precision():
+    low = _final(_quiet(make_config(**LEARN, bits=8)))
+    full = _final(_quiet(make_config(**LEARN, bits=32)))
+    assert low > 0.6, f"8-bit + moving average should learn digits, got {low:.3f}"
+    assert abs(low - full) < 0.06, f"8-bit {low:.3f} vs 32-bit {full:.3f}"
+
+
+def test_same_seed_same_rounds(tmp_path, tiny):
+    rounds = []
+    for name in ("a", "b"):
+        _quiet(make_config(**tiny, bits=6, out=str(tmp_path / name)))
+        data = json.loads((tmp_path / name / "results.json").read_text())
+        rounds.append([{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]])
+    assert rounds[0] == rounds[1]
+    other = _quiet(make_config(**tiny, bits=6, seed=1))
+    assert [r.test_loss for r in other.rounds] != [r["test_loss"] for r in rounds[0]]
+
+
+def test_results_schema_and_csv(tmp_path, tiny):
+    out = tmp_path / "run"
+    _quiet(make_config(**(tiny | {"rounds": 7}), eval_every=3, out=str(out)))
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "completed"
+    assert data["config"]["bits"] == 8 and data["config"]["device"] == "cpu"
+    assert [r["round"] for r in data["rounds"]] == list(range(1, 8))
+    evaluated = [r["round"] for r in data["rounds"] if r["test_accuracy"] is not None]
+    assert evaluated == [3, 6, 7], "every eval-every rounds, and the last"
+    assert set(data["rounds"][0]) == {
+        "round",
+        "test_accuracy",
+        "test_loss",
+        "train_loss",
+        "seconds",
+    }
+    accs = [r["test_accuracy"] for r in data["rounds"] if r["test_accuracy"] is not None]
+    assert data["summary"]["final_accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "round,test_accuracy,test_loss,train_loss,seconds" and len(lines) == 8
+
+
+def test_divergence_stops_the_run_and_keeps_earlier_rounds(tmp_path, tiny, monkeypatch):
+    calls = {"n": 0}
+    original = FedAvg.aggregate
+
+    def poisoned(self, updates):
+        calls["n"] += 1
+        state = original(self, updates)
+        if calls["n"] == 3:
+            next(iter(state.values())).fill_(float("nan"))
+        return state
+
+    monkeypatch.setattr(FedAvg, "aggregate", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(DivergenceError, match="round 3"):
+        _quiet(make_config(**(tiny | {"rounds": 5}), out=str(out)))
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "diverged" and "round 3" in data["error"]
+    assert [r["round"] for r in data["rounds"]] == [1, 2]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_nan_loss_in_low_precision_training_is_reported_as_divergence(tiny, monkeypatch):
+    monkeypatch.setattr(
+        FedAvg, "client_loss", lambda self, m, logits, y: logits.sum() * float("nan")
+    )
+    with pytest.raises(DivergenceError, match="client"):
+        _quiet(make_config(**tiny, bits=8))
+
+
+def _trainer(bits: int):
+    spec = DATASETS["digits"]
+    train, _ = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build_model("mlp", spec.channels, spec.size, spec.num_classes)
+    gen = torch.Generator().manual_seed(0)
+    trainer = LocalTrainer(
+        model,
+        PrecisionPolicy.uniform(bits),
+        FedAvg(),
+        OptimizerSpec(),
+        lambda x: normalize(x, spec),
+        1,
+        32,
+        gen,
+    )
+    data = ClientData(torch.from_numpy(train.x[:100]), torch.from_numpy(train.y[:100]))
+    return trainer, model, data
+
+
+def test_client_update_is_on_the_low_bit_grid_and_optimizer_state_persists():
+    trainer, model, data = _trainer(8)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    update, opt_state = trainer.train(0, start, data, None)
+    for name, w in update.state.items():
+        step = torch.exp2((block_exponents(w, "BC") - 6).float())
+        assert torch.equal(w / step, (w / step).round()), name
+    assert update.num_samples == 100 and update.train_loss > 0
+    steps = float(opt_state["state"][0]["step"])
+    assert steps == 4  # 100 samples in batches of 32
+    _, again = trainer.train(0, start, data, opt_state)
+    assert float(again["state"][0]["step"]) == 2 * steps
+    _, fresh = trainer.train(0, start, data, None)
+    assert float(fresh["state"][0]["step"]) == 4
