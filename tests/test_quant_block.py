@@ -169,3 +169,20 @@ def test_same_generator_seed_same_rounding():
     b = block_quantize(x, 6, "BC", "stochastic", torch.Generator().manual_seed(3))
     c = block_quantize(x, 6, "BC", "stochastic", torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_pow2_is_exact_over_the_whole_step_range():
+    from lpfl.quant.block import pow2
+
+    e = torch.arange(-149, 128)
+    expected = torch.tensor([2.0**k for k in e.tolist()], dtype=torch.float64)
+    assert torch.equal(pow2(e).double(), expected)
+    assert torch.equal(pow2(torch.tensor([3, -2])), torch.tensor([8.0, 0.25]))  # normal-only path
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_tiny_blocks_use_subnormal_steps_exactly(bits):
+    # max |x| = 2^-127 gives e = -127 and a step of 2^(-127-(W-2)), below float32's normal range.
+    x = torch.tensor([2.0**-127, -(2.0**-128), 0.0])
+    q = block_quantize(x, bits, "tensor", "nearest")
+    assert torch.equal(q, x)

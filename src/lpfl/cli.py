@@ -41,7 +41,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE.toml", help="TOML file with the same keys; flags override it"
     )
     for f in fields(RunConfig):
-        help_ = f"{f.metadata['help']} (default: {f.default})"
+        choices = f.metadata["choices"]
+        options = f"{'|'.join(map(str, choices))}; " if choices else ""
+        help_ = f"{f.metadata['help']} ({options}default: {f.default})"
         if isinstance(f.default, bool):
             parser.add_argument(
                 flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_

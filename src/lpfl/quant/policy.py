@@ -55,23 +55,24 @@ class PrecisionPolicy:
                 f"{type(model).__name__} has no ActQuant points to round activations at"
             )
 
-    @torch.no_grad()
     def quantize_grads_(
         self, params: Iterable[nn.Parameter], generator: torch.Generator | None = None
     ) -> None:
         """Round every gradient before the optimizer sees it."""
-        if self.grad.full_precision:
-            return
-        for p in params:
-            if p.grad is not None:
-                p.grad.copy_(quantize(p.grad, self.grad, generator))
+        _round_in_place((p.grad for p in params if p.grad is not None), self.grad, generator)
 
-    @torch.no_grad()
     def quantize_weights_(
         self, params: Iterable[torch.Tensor], generator: torch.Generator | None = None
     ) -> None:
         """Round every weight after an optimizer step, so the model stays on the low-bit grid."""
-        if self.weight.full_precision:
-            return
-        for p in params:
-            p.copy_(quantize(p, self.weight, generator))
+        _round_in_place(params, self.weight, generator)
+
+
+@torch.no_grad()
+def _round_in_place(
+    tensors: Iterable[torch.Tensor], fmt: BlockFormat, generator: torch.Generator | None
+) -> None:
+    if fmt.full_precision:
+        return
+    for t in tensors:
+        t.copy_(quantize(t, fmt, generator))
