@@ -7,6 +7,7 @@ name, one default and one help text.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="lpfl: %(levelname)s: %(message)s")
     try:
         return args.func(args)
     except (ConfigError, DatasetNotFoundError, DataFormatError) as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
+from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
 
 DATASET_NAMES = ("digits", "fmnist", "cifar10", "cifar100", "cinic10")
 MODEL_NAMES = ("convnet", "mlp", "resnet8", "resnet18")
@@ -67,6 +68,12 @@ class RunConfig:
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
     download_quant: bool = _opt(True, "clients start from the quantized global model Q(w)")
+    wire_float: str = _opt(
+        "float32", "how unquantized tensors travel (all of them at 32 bits)", FLOAT_DTYPES
+    )
+    compression: str = _opt(
+        "none", "lossless stage after bit-packing, both directions", COMPRESSIONS
+    )
     seed: int = _opt(0, "seed for the split, sampling, initialisation and rounding")
     device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
@@ -75,6 +82,17 @@ class RunConfig:
     @property
     def clients_per_round(self) -> int:
         return max(1, round(self.participation * self.clients))
+
+    def uplink(self) -> WireFormat:
+        """Client updates: weights already lie on the BFP grid, so nearest sends them exactly."""
+        return WireFormat(
+            self.bits, self.weight_block, "nearest", self.wire_float, self.compression
+        )
+
+    def downlink(self) -> WireFormat:
+        """The broadcast: Q(w̄) rounded like weights when download quantization is on, else raw."""
+        bits = self.bits if self.download_quant else FULL_PRECISION
+        return WireFormat(bits, self.weight_block, self.rounding, self.wire_float, self.compression)
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir:

@@ -7,6 +7,7 @@ weights rounded back onto the low-bit grid.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,7 @@ class LocalTrainer:
         except NonFiniteError as exc:
             raise DivergenceError(f"client {client}: {exc}") from exc
         train_loss = float(loss_sum) / (n * self.local_epochs) if n else float("nan")
-        if n and not torch.isfinite(torch.tensor(train_loss)):
-            raise DivergenceError(f"client {client}: training loss became {train_loss}")
+        if n and not math.isfinite(train_loss):
+            raise DivergenceError(f"client {client}: training loss became NaN/Inf ({train_loss})")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return ClientUpdate(client, state, n, train_loss), opt.state_dict()

@@ -6,6 +6,8 @@ server aggregates in high precision and updates the moving average -> metrics.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -19,10 +21,13 @@ from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize, partition, summarize_partition
 from ..models import build_model
 from ..quant import PrecisionPolicy
+from ..wire import WireError, decode, encode, fp32_bytes
 from .client import ClientData, DivergenceError, LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
 from .recorder import Recorder, RoundMetrics
-from .server import Server
+from .server import ClientReply, Rejection, Server
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +60,6 @@ def run_simulation(
     log(summarize_partition(parts, train.y, spec.num_classes))
 
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
-    recorder = Recorder(cfg.out, config)
     norm = partial(normalize, spec=spec)
     x_train = torch.from_numpy(train.x).to(device)
     y_train = torch.from_numpy(train.y).to(device)
@@ -75,9 +79,11 @@ def run_simulation(
         algorithm,
         cfg.moving_average,
         cfg.ma_start,
-        download=policy.weight if cfg.download_quant else None,
+        downlink=cfg.downlink(),
         generator=generator,
     )
+    uplink = cfg.uplink()
+    recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
     trainer = LocalTrainer(
         worker,
         policy,
@@ -96,23 +102,47 @@ def run_simulation(
         for rnd in bar:
             tic = time.perf_counter()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
-            start = server.broadcast()
-            updates = []
+            broadcast = server.broadcast()
+            start = decode(broadcast)  # every sampled client receives the same bytes
+            replies, dropped = [], []
             for k in sampled:
-                update, opt_state = trainer.train(k, start, clients[k], opt_states.get(k))
-                updates.append(update)
+                try:
+                    update, opt_state = trainer.train(k, start, clients[k], opt_states.get(k))
+                    payload = encode(update.state, uplink)
+                except (DivergenceError, WireError) as exc:  # one client must not end the run
+                    logger.warning("round %d: client %d dropped: %s", rnd, k, exc)
+                    dropped.append(Rejection(k, str(exc)))
+                    continue
                 if cfg.optimizer_state == "persist":
                     opt_states[k] = opt_state
-            server.update(rnd, updates)
+                replies.append(ClientReply(k, payload, update.num_samples, update.train_loss))
+            rejected = dropped + server.update(rnd, replies)
+            for r in rejected:
+                recorder.reject(rnd, r.client, r.reason)
             acc = loss = None
             if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
                 global_model.load_state_dict(server.model)
                 acc, loss = evaluate(global_model, x_test, y_test, norm)
                 if not np.isfinite(loss):
                     raise DivergenceError(f"round {rnd}: test loss is {loss}")
-            losses = [(u.train_loss, u.num_samples) for u in updates if u.num_samples]
-            train_loss = sum(lo * n for lo, n in losses) / max(1, sum(n for _, n in losses))
-            recorder.record(RoundMetrics(rnd, acc, loss, train_loss, time.perf_counter() - tic))
+            losses = [(u.train_loss, u.num_samples) for u in replies if u.num_samples]
+            train_loss = (
+                sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
+            )
+            recorder.record(
+                RoundMetrics(
+                    rnd,
+                    acc,
+                    loss,
+                    train_loss,
+                    time.perf_counter() - tic,
+                    clients=len(sampled),
+                    uploads=len(replies),
+                    rejected=len(rejected),
+                    bytes_up=sum(len(r.payload) for r in replies),
+                    bytes_down=len(broadcast) * len(sampled),
+                )
+            )
             if acc is not None:
                 bar.set_postfix(acc=f"{acc:.4f}", loss=f"{loss:.3f}", train=f"{train_loss:.3f}")
     except DivergenceError as exc:

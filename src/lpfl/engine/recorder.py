@@ -26,17 +26,31 @@ class RoundMetrics:
     test_loss: float | None
     train_loss: float
     seconds: float
+    clients: int = 0  # sampled this round; each downloads the global model once
+    uploads: int = 0  # replies that reached the server
+    rejected: int = 0  # clients dropped in training plus replies the server refused
+    bytes_up: int = 0  # wire bytes, summed over the round's uploads
+    bytes_down: int = 0  # wire bytes, summed over the round's downloads
 
 
-def summarize(rounds: list[RoundMetrics], last: int = LAST_K) -> dict[str, Any]:
+def summarize(
+    rounds: list[RoundMetrics], model_fp32_bytes: int | None = None, last: int = LAST_K
+) -> dict[str, Any]:
+    """The paper's statistic (mean ± std of the last 5 evaluated accuracies) and traffic totals."""
     accs = [r.test_accuracy for r in rounds if r.test_accuracy is not None][-last:]
-    if not accs:
-        return {"final_accuracy_mean": None, "final_accuracy_std": None, "evaluated_rounds": 0}
-    return {
-        "final_accuracy_mean": float(np.mean(accs)),
-        "final_accuracy_std": float(np.std(accs)),
+    up, down = sum(r.bytes_up for r in rounds), sum(r.bytes_down for r in rounds)
+    summary: dict[str, Any] = {
+        "final_accuracy_mean": float(np.mean(accs)) if accs else None,
+        "final_accuracy_std": float(np.std(accs)) if accs else None,
         "evaluated_rounds": len(accs),
+        "bytes_up_total": up,
+        "bytes_down_total": down,
     }
+    if model_fp32_bytes:
+        uploads, downloads = sum(r.uploads for r in rounds), sum(r.clients for r in rounds)
+        summary["up_ratio_to_fp32"] = up / (uploads * model_fp32_bytes) if uploads else None
+        summary["down_ratio_to_fp32"] = down / (downloads * model_fp32_bytes) if downloads else None
+    return summary
 
 
 def _json_safe(value: Any) -> Any:
@@ -47,9 +61,16 @@ def _json_safe(value: Any) -> Any:
 
 
 class Recorder:
-    def __init__(self, out: str | os.PathLike | None, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike | None,
+        config: dict[str, Any],
+        model_fp32_bytes: int | None = None,
+    ) -> None:
         self.rounds: list[RoundMetrics] = []
+        self.rejections: list[dict[str, Any]] = []
         self.config = config
+        self.model_fp32_bytes = model_fp32_bytes
         self.status = "running"
         self.error: str | None = None
         self.dir = Path(out) if out else None
@@ -61,6 +82,10 @@ class Recorder:
             )
             self._writer.writeheader()
             self._write_json()
+
+    def reject(self, round_: int, client: int, reason: str) -> None:
+        """Keep why a client's update was not used; written with the next round's record."""
+        self.rejections.append({"round": round_, "client": client, "reason": reason})
 
     def record(self, metrics: RoundMetrics) -> None:
         self.rounds.append(metrics)
@@ -76,7 +101,7 @@ class Recorder:
             self._csv.close()
 
     def summary(self) -> dict[str, Any]:
-        return summarize(self.rounds)
+        return summarize(self.rounds, self.model_fp32_bytes)
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -84,6 +109,7 @@ class Recorder:
             "status": self.status,
             "rounds": [{k: _json_safe(v) for k, v in asdict(r).items()} for r in self.rounds],
             "summary": self.summary(),
+            "rejections": self.rejections,
         }
         if self.error:
             result["error"] = self.error

@@ -1,18 +1,40 @@
-"""The server: aggregates client models in float32 and keeps the moving average.
+"""The server: decodes client replies, aggregates in float32 and keeps the moving average.
 
 ``w̄ ← λ·w̄ + (1-λ)·aggregate``. Since clients start from w̄, this is FedAvg with a
 server learning rate of 1-λ; it smooths out the drift of low-precision local models.
+Replies arrive as wire-format bytes; one that cannot be trusted is rejected and
+logged, and the round goes on with the others.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from ..algorithms import Algorithm, ClientUpdate, State
-from ..quant import BlockFormat, quantize
+from ..wire import WireError, WireFormat, decode, encode
 from .client import DivergenceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientReply:
+    """What a client sends back: its model in wire format, and what it trained on."""
+
+    client: int
+    payload: bytes
+    num_samples: int
+    train_loss: float
+
+
+@dataclass(frozen=True)
+class Rejection:
+    client: int
+    reason: str
 
 
 class Server:
@@ -22,23 +44,45 @@ class Server:
         algorithm: Algorithm,
         moving_average: float = 0.9,
         ma_start: int = 1,
-        download: BlockFormat | None = None,
+        downlink: WireFormat | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         self.model: State = {k: v.detach().float().clone() for k, v in initial.items()}
+        self.shapes = {k: tuple(v.shape) for k, v in self.model.items()}
         self.algorithm = algorithm
         self.moving_average = moving_average
         self.ma_start = ma_start
-        self.download = download
+        self.downlink = downlink or WireFormat()
         self.generator = generator
 
-    def broadcast(self) -> State:
-        """What clients start from: Q(w̄) when download quantization is on, else w̄ itself."""
-        if self.download is None or self.download.full_precision:
-            return self.model
-        return {k: quantize(v, self.download, self.generator) for k, v in self.model.items()}
+    def broadcast(self) -> bytes:
+        """The message every sampled client receives: Q(w̄) or w̄, in wire format."""
+        return encode(self.model, self.downlink, self.generator)
 
-    def update(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
+    def receive(self, replies: Sequence[ClientReply]) -> tuple[list[ClientUpdate], list[Rejection]]:
+        """Decode and check each reply; a malformed one is rejected with its reason."""
+        accepted: list[ClientUpdate] = []
+        rejected: list[Rejection] = []
+        for reply in replies:
+            try:
+                state = decode(reply.payload, expected=self.shapes)
+            except WireError as exc:
+                log.warning("client %d: update rejected: %s", reply.client, exc)
+                rejected.append(Rejection(reply.client, str(exc)))
+                continue
+            accepted.append(ClientUpdate(reply.client, state, reply.num_samples, reply.train_loss))
+        return accepted, rejected
+
+    def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
+        """One round on the server: decode, aggregate what survived, step the global model."""
+        accepted, rejected = self.receive(replies)
+        if accepted:
+            self.step(round_, accepted)
+        else:
+            log.warning("round %d: no client update survived; global model unchanged", round_)
+        return rejected
+
+    def step(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         """Fold one round's client models into the global model (rounds count from 1)."""
         aggregate = self.algorithm.aggregate(updates)
         bad = [k for k, v in aggregate.items() if not bool(torch.isfinite(v).all())]
