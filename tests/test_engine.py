@@ -101,7 +101,7 @@ def test_clients_whose_training_blows_up_are_dropped_and_the_run_goes_on(tiny, m
     # At 8 bits the quantizer refuses the NaN errors; at 32 bits the trainer sees the NaN
     # loss. Either way the client is dropped and the global model is left unchanged.
     monkeypatch.setattr(
-        FedAvg, "client_loss", lambda self, m, logits, y: logits.sum() * float("nan")
+        FedAvg, "client_loss", lambda self, m, logits, y, w=None: logits.sum() * float("nan")
     )
     rec = _quiet(make_config(**tiny, bits=bits))
     assert all(r.rejected == r.clients == 3 for r in rec.rounds)

@@ -186,3 +186,23 @@ def test_tiny_blocks_use_subnormal_steps_exactly(bits):
     x = torch.tensor([2.0**-127, -(2.0**-128), 0.0])
     q = block_quantize(x, bits, "tensor", "nearest")
     assert torch.equal(q, x)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8, 16])
+@pytest.mark.parametrize("block", BLOCKS)
+def test_quantization_is_idempotent(bits, block):
+    # Quantized blocks often hold the mantissa -2^(W-1), i.e. the value -2^(e+1);
+    # rounding them again must keep the exponent, so Q(Q(x)) == Q(x).
+    x = _sample(seed=bits)
+    q = block_quantize(x, bits, block, "stochastic", torch.Generator().manual_seed(0))
+    assert torch.equal(block_quantize(q, bits, block, "nearest"), q)
+    g = torch.Generator().manual_seed(1)
+    assert torch.equal(block_quantize(q, bits, block, "stochastic", g), q)
+
+
+def test_exact_negative_power_of_two_keeps_the_finer_exponent():
+    # -1.0 is the mantissa -8 at exponent -1 (W = 4), so the block keeps step 1/8.
+    x = torch.tensor([-1.0, 0.3])
+    assert block_exponents(x, "tensor").item() == -1
+    assert block_quantize(x, 4, "tensor", "nearest").tolist() == [-1.0, 0.25]
+    assert block_exponents(torch.tensor([1.0, 0.3]), "tensor").item() == 0

@@ -76,6 +76,11 @@ class RunConfig:
     )
     seed: int = _opt(0, "seed for the split, sampling, initialisation and rounding")
     device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
+    engine: str = _opt(
+        "vectorized",
+        "train a round's clients all at once, or one by one",
+        ("vectorized", "sequential"),
+    )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
 

@@ -27,13 +27,26 @@ class ClientUpdate:
 class Algorithm(Protocol):
     name: str
 
-    def client_loss(self, model: nn.Module, logits: Tensor, targets: Tensor) -> Tensor:
-        """The loss a client minimises on one batch."""
+    def client_loss(
+        self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
+    ) -> Tensor:
+        """The loss a client minimises on one batch.
+
+        ``weight`` (0/1 per sample) marks the real samples of a padded batch: the
+        vectorized engine pads clients that run out of data, and padding must not count.
+        """
         ...
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         """Combine client models into one high-precision (float32) model."""
         ...
+
+
+def sample_mean(per_sample: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean over the real samples of a batch (all of them when ``weight`` is None)."""
+    if weight is None:
+        return per_sample.mean()
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> State:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ClientUpdate, State, weighted_mean
+from .base import ClientUpdate, State, sample_mean, weighted_mean
 
 WEIGHTINGS = ("mean", "weighted")
 
@@ -24,8 +24,10 @@ class FedAvg:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         self.weighting = weighting
 
-    def client_loss(self, model: nn.Module, logits: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(logits, targets)
+    def client_loss(
+        self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
+    ) -> Tensor:
+        return sample_mean(F.cross_entropy(logits, targets, reduction="none"), weight)
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         if self.weighting == "weighted":

@@ -1,10 +1,13 @@
-"""The federated round loop and its parts: client training, server, evaluation, recording."""
+"""The federated round loop and its parts: client training (sequential or vectorized),
+server, evaluation, recording."""
 
-from .client import ClientData, DivergenceError, LocalTrainer, OptimizerSpec
+from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
 from .loop import resolve_device, run_simulation
+from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder, RoundMetrics, summarize
-from .server import ClientReply, Rejection, Server
+from .server import Server
+from .vectorized import VectorizedTrainer
 
 __all__ = [
     "ClientData",
@@ -16,6 +19,7 @@ __all__ = [
     "Rejection",
     "RoundMetrics",
     "Server",
+    "VectorizedTrainer",
     "evaluate",
     "resolve_device",
     "run_simulation",

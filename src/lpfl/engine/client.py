@@ -1,4 +1,4 @@
-"""One client's local training, in low precision from start to finish.
+"""The sequential engine: one client after another, in low precision from start to finish.
 
 Per step: forward with activations rounded, backward with errors rounded, gradients
 rounded, optimizer step (its moment buffers stay float32, as in the reference),
@@ -17,19 +17,7 @@ from torch import Tensor, nn
 
 from ..algorithms import Algorithm, ClientUpdate, State
 from ..quant import NonFiniteError, PrecisionPolicy
-
-
-class DivergenceError(RuntimeError):
-    """Training produced NaN/Inf; the run stops but keeps every result computed so far."""
-
-
-@dataclass(frozen=True)
-class ClientData:
-    x: Tensor  # uint8 (N, C, H, W), on the training device
-    y: Tensor  # int64 (N,)
-
-    def __len__(self) -> int:
-        return len(self.y)
+from .messages import ClientData, DivergenceError, Rejection
 
 
 @dataclass(frozen=True)
@@ -47,7 +35,11 @@ class OptimizerSpec:
 
 
 class LocalTrainer:
-    """Trains the sampled clients one after another on a single worker model."""
+    """Trains the sampled clients one after another on a single worker model.
+
+    Each client's optimizer state is kept between rounds (``persist``, the
+    reference's behaviour) or started afresh every round.
+    """
 
     def __init__(
         self,
@@ -59,6 +51,7 @@ class LocalTrainer:
         local_epochs: int,
         batch_size: int,
         generator: torch.Generator,
+        persist: bool = True,
     ) -> None:
         self.model = model
         self.policy = policy
@@ -68,7 +61,25 @@ class LocalTrainer:
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.generator = generator
+        self.persist = persist
+        self.opt_states: dict[int, dict] = {}
         policy.attach(model, generator)
+
+    def train_round(
+        self, sampled: list[int], start: State, data: list[ClientData]
+    ) -> list[ClientUpdate | Rejection]:
+        """Train every sampled client from ``start``; a client that diverges is rejected."""
+        results: list[ClientUpdate | Rejection] = []
+        for k, client_data in zip(sampled, data, strict=True):
+            try:
+                update, opt_state = self.train(k, start, client_data, self.opt_states.get(k))
+            except DivergenceError as exc:
+                results.append(Rejection(k, str(exc)))
+                continue
+            if self.persist:
+                self.opt_states[k] = opt_state
+            results.append(update)
+        return results
 
     def train(
         self, client: int, start: State, data: ClientData, opt_state: dict | None
@@ -88,9 +99,8 @@ class LocalTrainer:
                 order = torch.randperm(n, generator=gen, device=gen.device).to(data.y.device)
                 for idx in order.split(self.batch_size):
                     targets = data.y[idx]
-                    loss = self.algorithm.client_loss(
-                        model, model(self.normalize(data.x[idx])), targets
-                    )
+                    logits = model(self.normalize(data.x[idx]))
+                    loss = self.algorithm.client_loss(model, logits, targets)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     self.policy.quantize_grads_(params, gen)

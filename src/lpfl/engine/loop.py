@@ -22,10 +22,12 @@ from ..data import DATASETS, load_dataset, normalize, partition, summarize_parti
 from ..models import build_model
 from ..quant import PrecisionPolicy
 from ..wire import WireError, decode, encode, fp32_bytes
-from .client import ClientData, DivergenceError, LocalTrainer, OptimizerSpec
+from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
+from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder, RoundMetrics
-from .server import ClientReply, Rejection, Server
+from .server import Server
+from .vectorized import VectorizedTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +45,14 @@ def run_simulation(
     progress: bool = True,
     log: Callable[[str], None] = print,
     label: str = "",
+    on_upload: Callable[[int, int, bytes], None] | None = None,
 ) -> Recorder:
     """Run one FL experiment; returns the recorder holding every round's metrics.
 
     Results are written to ``cfg.out`` as they are produced. A diverging run stops
     with status "diverged" and its message; its earlier rounds are kept.
+    ``on_upload(round, client, payload)`` sees every client update as sent, for
+    traffic studies that need the real bytes.
     """
     device = resolve_device(cfg.device)
     spec = DATASETS[cfg.dataset]
@@ -84,7 +89,8 @@ def run_simulation(
     )
     uplink = cfg.uplink()
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
-    trainer = LocalTrainer(
+    trainer_class = VectorizedTrainer if cfg.engine == "vectorized" else LocalTrainer
+    trainer = trainer_class(
         worker,
         policy,
         algorithm,
@@ -93,8 +99,8 @@ def run_simulation(
         cfg.local_epochs,
         cfg.batch_size,
         generator,
+        persist=cfg.optimizer_state == "persist",
     )
-    opt_states: dict[int, dict] = {}
     rng = np.random.default_rng(cfg.seed)
 
     bar = tqdm(range(1, cfg.rounds + 1), desc=label or "rounds", disable=not progress, leave=True)
@@ -105,17 +111,20 @@ def run_simulation(
             broadcast = server.broadcast()
             start = decode(broadcast)  # every sampled client receives the same bytes
             replies, dropped = [], []
-            for k in sampled:
+            for result in trainer.train_round(sampled, start, [clients[k] for k in sampled]):
                 try:
-                    update, opt_state = trainer.train(k, start, clients[k], opt_states.get(k))
-                    payload = encode(update.state, uplink)
-                except (DivergenceError, WireError) as exc:  # one client must not end the run
-                    logger.warning("round %d: client %d dropped: %s", rnd, k, exc)
-                    dropped.append(Rejection(k, str(exc)))
+                    if isinstance(result, Rejection):  # one client must not end the run
+                        raise DivergenceError(result.reason)
+                    payload = encode(result.state, uplink)
+                except (DivergenceError, WireError) as exc:
+                    logger.warning("round %d: client %d dropped: %s", rnd, result.client, exc)
+                    dropped.append(Rejection(result.client, str(exc)))
                     continue
-                if cfg.optimizer_state == "persist":
-                    opt_states[k] = opt_state
-                replies.append(ClientReply(k, payload, update.num_samples, update.train_loss))
+                if on_upload is not None:
+                    on_upload(rnd, result.client, payload)
+                replies.append(
+                    ClientReply(result.client, payload, result.num_samples, result.train_loss)
+                )
             rejected = dropped + server.update(rnd, replies)
             for r in rejected:
                 recorder.reject(rnd, r.client, r.reason)

@@ -10,31 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..algorithms import Algorithm, ClientUpdate, State
 from ..wire import WireError, WireFormat, decode, encode
-from .client import DivergenceError
+from .messages import ClientReply, DivergenceError, Rejection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClientReply:
-    """What a client sends back: its model in wire format, and what it trained on."""
-
-    client: int
-    payload: bytes
-    num_samples: int
-    train_loss: float
-
-
-@dataclass(frozen=True)
-class Rejection:
-    client: int
-    reason: str
 
 
 class Server:

@@ -14,21 +14,32 @@ from .block import block_quantize
 from .formats import BlockFormat
 
 
-def quantize(x: Tensor, fmt: BlockFormat, generator: torch.Generator | None = None) -> Tensor:
+def quantize(
+    x: Tensor,
+    fmt: BlockFormat,
+    generator: torch.Generator | None = None,
+    traceable: bool = False,
+) -> Tensor:
     """Round x in ``fmt``: the one entry point every role (weight, grad, activation) uses."""
-    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator)
+    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, traceable)
 
 
 class _RoundForwardAndBackward(torch.autograd.Function):
+    # setup_context + generate_vmap_rule let torch.func (grad, vmap) see through it,
+    # which the vectorized engine needs to train many clients in one batched step.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, act: BlockFormat, err: BlockFormat, generator):  # type: ignore[override]
-        ctx.err = err
-        ctx.generator = generator
-        return quantize(x, act, generator)
+    def forward(x, act: BlockFormat, err: BlockFormat, generator, traceable: bool):  # type: ignore[override]
+        return quantize(x, act, generator, traceable)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        _, _, ctx.err, ctx.generator, ctx.traceable = inputs
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        return quantize(grad_out, ctx.err, ctx.generator), None, None, None
+        return quantize(grad_out, ctx.err, ctx.generator, ctx.traceable), None, None, None, None
 
 
 class ActQuant(nn.Module):
@@ -39,13 +50,14 @@ class ActQuant(nn.Module):
         self.act: BlockFormat | None = None
         self.err: BlockFormat | None = None
         self.generator: torch.Generator | None = None
+        self.traceable = False
 
     def forward(self, x: Tensor) -> Tensor:
         if self.act is None or self.err is None:
             return x
         if self.act.full_precision and self.err.full_precision:
             return x
-        return _RoundForwardAndBackward.apply(x, self.act, self.err, self.generator)
+        return _RoundForwardAndBackward.apply(x, self.act, self.err, self.generator, self.traceable)
 
     def extra_repr(self) -> str:
         return "off" if self.act is None else f"act={self.act}, err={self.err}"
@@ -56,13 +68,16 @@ def attach_precision(
     act: BlockFormat | None,
     err: BlockFormat | None,
     generator: torch.Generator | None = None,
+    traceable: bool = False,
 ) -> int:
     """Switch every rounding point of ``model`` to these formats (None turns them off).
 
-    Returns how many rounding points the model has, so callers can tell a model
-    that has none (a mistake for low-precision training) from one that does.
+    ``traceable`` selects the vmap-safe rounding (see ``block_quantize``). Returns how
+    many rounding points the model has, so callers can tell a model that has none
+    (a mistake for low-precision training) from one that does.
     """
     points = [m for m in model.modules() if isinstance(m, ActQuant)]
     for point in points:
         point.act, point.err, point.generator = act, err, generator
+        point.traceable = traceable
     return len(points)

@@ -42,21 +42,49 @@ def block_dims(ndim: int, block: str) -> tuple[int, ...]:
     return tuple(range(2, ndim))
 
 
-def block_exponents(x: Tensor, block: str) -> Tensor:
-    """Shared exponent ``floor(log2 max|x|)`` per block as int32, shaped to broadcast over x.
-
-    ``frexp`` gives the exponent exactly; ``floor(log2(.))`` in float can be off by one
-    just below a power of two. An all-zero block gets the smallest exponent, so it
-    stays zero.
-    """
+def _block_range(x: Tensor, block: str) -> tuple[Tensor, Tensor]:
+    """Per block: the largest value and the largest magnitude of a negative one."""
     dims = block_dims(x.ndim, block)
-    amax = x.abs().amax(dim=dims, keepdim=True) if dims else x.abs()
-    if not bool(amax.max() < math.inf):  # False for Inf and for NaN
+    if not dims:
+        return x, -x
+    return x.amax(dim=dims, keepdim=True), (-x).amax(dim=dims, keepdim=True)
+
+
+def _check_finite(top: Tensor, bottom: Tensor, x: Tensor) -> None:
+    if not bool(torch.maximum(top, bottom).max() < math.inf):  # False for Inf and for NaN
         raise NonFiniteError(
             f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf"
         )
-    e = torch.frexp(amax.float())[1].sub_(1)
-    return e.masked_fill_(amax == 0, EXP_MIN).clamp_(EXP_MIN, EXP_MAX)
+
+
+def _exponent(top: Tensor, bottom: Tensor) -> Tensor:
+    """``floor(log2 max|x|)`` per block, with a negative extreme counted one ulp smaller.
+
+    That only changes the exponent when the largest magnitude is exactly -2^k, which
+    the mantissa range [-2^(W-1), 2^(W-1)-1] holds at exponent k-1. Without it,
+    quantizing a block that holds the mantissa -2^(W-1) again would raise its
+    exponent and halve its resolution: Q would not be idempotent, and sending
+    trained weights over the wire would change them. ``frexp`` gives the exponent
+    exactly (float log2 can be off by one just below a power of two); an all-zero
+    block gets the smallest exponent, so it stays zero.
+    """
+    a = torch.maximum(top, torch.nextafter(bottom, torch.zeros_like(bottom))).float()
+    e = torch.frexp(a)[1].sub_(1)
+    return e.masked_fill_(a <= 0, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
+
+
+def block_exponents(x: Tensor, block: str) -> Tensor:
+    """Shared exponent per block as int32, shaped to broadcast over x (see ``_exponent``)."""
+    top, bottom = _block_range(x, block)
+    _check_finite(top, bottom, x)
+    return _exponent(top, bottom)
+
+
+def _pow2_bits(exponent: Tensor) -> Tensor:
+    biased = exponent.to(torch.int32) + 127
+    shift = (biased + 22).clamp(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
+    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
+    return bits.view(torch.float32)
 
 
 def pow2(exponent: Tensor) -> Tensor:
@@ -70,16 +98,10 @@ def pow2(exponent: Tensor) -> Tensor:
     biased = exponent.to(torch.int32) + 127
     if bool(biased.min() > 0):
         return (biased << 23).view(torch.float32)
-    shift = (biased + 22).clamp_(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
-    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
-    return bits.view(torch.float32)
+    return _pow2_bits(exponent)
 
 
-def _step(exponent: Tensor, bits: int) -> Tensor:
-    return pow2(exponent - (bits - 2))
-
-
-def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
+def _uniform_like(m: Tensor, generator: torch.Generator | None, traceable: bool) -> Tensor:
     """U[0,1) noise shaped like m, drawn reproducibly from ``generator``.
 
     On the CPU, torch's Mersenne Twister is single-threaded and dominates the cost
@@ -87,29 +109,42 @@ def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
     twice as fast and just as reproducible. Small tensors, and other devices, use
     torch's own generator: there seeding numpy would cost more than it saves.
     """
-    if m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
+    if traceable or m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
         return torch.rand(m.shape, generator=generator, device=m.device, dtype=m.dtype)
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     return torch.from_numpy(np.random.default_rng(seed).random(m.shape, dtype=np.float32))
 
 
-def _round_(m: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
+def _round_(m: Tensor, rounding: str, generator: torch.Generator | None, traceable: bool) -> Tensor:
     """Round the fresh float tensor m to integers in place: floor(m + u), or to nearest."""
     if rounding == "nearest":
         return m.round_()
-    return m.add_(_uniform_like(m, generator)).floor_()
+    return m.add_(_uniform_like(m, generator, traceable)).floor_()
 
 
 def _mantissa(
-    x: Tensor, bits: int, block: str, rounding: str, generator: torch.Generator | None
+    x: Tensor,
+    bits: int,
+    block: str,
+    rounding: str,
+    generator: torch.Generator | None,
+    traceable: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(integer-valued float mantissas, int32 exponents, step) of x in the given format."""
+    """(integer-valued float mantissas, int32 exponents, step) of x in the given format.
+
+    ``traceable`` drops everything that reads values on the host (the NaN check, the
+    short path of ``pow2``, numpy noise) so the same arithmetic runs under ``vmap``;
+    callers then check for NaN themselves.
+    """
     check_rounding(rounding)
     x = x.detach().float()
-    e = block_exponents(x, block)
-    step = _step(e, bits)
+    top, bottom = _block_range(x, block)
+    if not traceable:
+        _check_finite(top, bottom, x)
+    e = _exponent(top, bottom)
+    step = _pow2_bits(e - (bits - 2)) if traceable else pow2(e - (bits - 2))
     limit = 2.0 ** (bits - 1)
-    m = _round_(x / step, rounding, generator).clamp_(-limit, limit - 1)
+    m = _round_(x / step, rounding, generator, traceable).clamp(-limit, limit - 1)
     return m, e, step
 
 
@@ -119,16 +154,18 @@ def block_quantize(
     block: str = "BC",
     rounding: str = "stochastic",
     generator: torch.Generator | None = None,
+    traceable: bool = False,
 ) -> Tensor:
     """Round x to W-bit block floating point and return it as a float tensor of x's dtype.
 
     ``bits=32`` is full precision and returns x unchanged. Stochastic rounding is
     unbiased (``E[Q(x)] = x`` away from saturation); it draws from ``generator`` so
-    runs are reproducible.
+    runs are reproducible. ``traceable=True`` makes it safe under ``torch.func.vmap``
+    (no NaN check: the caller must do it).
     """
     if check_bits(bits) == 32:
         return x
-    m, _, step = _mantissa(x, bits, block, rounding, generator)
+    m, _, step = _mantissa(x, bits, block, rounding, generator, traceable)
     return m.mul_(step).to(x.dtype)
 
 
@@ -142,7 +179,7 @@ class BlockQuantized:
     block: str
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> Tensor:
-        step = _step(self.exponent.to(torch.int32), self.bits)
+        step = pow2(self.exponent.to(torch.int32) - (self.bits - 2))
         return (self.mantissa.to(torch.float32) * step).to(dtype)
 
 

@@ -1,19 +1,23 @@
 """Dense packing of W-bit signed integers, W = 2..16, with whole-array numpy operations.
 
-Eight W-bit values fill exactly W bytes, so values travel in groups of eight: each
-group is assembled in a 128-bit little-endian word (two uint64 lanes) and its first
-W bytes are kept. One loop over the eight positions in a group (never over the
-values) serves every W; when W is 8 or 16 the values already fill whole bytes and
-are sent as they are.
+Eight W-bit values fill exactly W bytes, so values travel in groups of eight. A group
+starts as its eight values in 8- or 16-bit slots (one or two uint64 lanes) and is
+squeezed SWAR-style: each step merges neighbouring slots by shifting the upper one's
+bits down against the lower one's, so log2(8) = 3 steps of a few whole-array
+operations leave the group's 8W bits contiguous at the bottom of its lanes. Unpacking
+runs the same steps backwards. No loop ever runs over values, and W = 8 or 16 needs
+no squeezing at all.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from typing import NamedTuple
+
 import numpy as np
 
 _GROUP = 8  # values per group: 8 * W bits is a whole number (W) of bytes
-_LANE_BITS = 64
-_LANES = 2  # 8 values of up to 16 bits fit in two 64-bit lanes
+_LANE = 64  # bits per uint64 lane
 
 
 def packed_size(count: int, bits: int) -> int:
@@ -29,10 +33,32 @@ def _signed_dtype(bits: int) -> np.dtype:
     return np.dtype("<i1" if bits <= 8 else "<i2")
 
 
-def _place(position: int, bits: int) -> tuple[int, int, bool]:
-    """Where value ``position`` of a group sits: (lane, bit offset in it, spills into next lane)."""
-    lane, offset = divmod(position * bits, _LANE_BITS)
-    return lane, offset, offset + bits > _LANE_BITS
+def _every(low_bits: int, period: int) -> int:
+    """Lane mask with the low ``low_bits`` bits of every ``period``-bit unit set."""
+    unit = (1 << low_bits) - 1
+    return sum(unit << shift for shift in range(0, _LANE, period))
+
+
+class _Step(NamedTuple):
+    """One merge of unit pairs: units of u bits, each holding n values (n*W bits) at its bottom."""
+
+    lower: np.uint64  # the lower unit of every pair
+    used: np.uint64  # the n*W low bits of every pair: where the lower unit's values sit
+    width: np.uint64  # n*W
+    shift: np.uint64  # u - n*W: how far the upper unit's values move down onto the lower's
+
+
+@cache
+def _merge_steps(bits: int) -> tuple[_Step, ...]:
+    """The squeeze for W = ``bits``, narrowest units first (8-bit slots, or 16-bit above W=8)."""
+    slot_bits = 8 * _unsigned_dtype(bits).itemsize
+    steps = []
+    for u in (8, 16, 32):
+        if u >= slot_bits:
+            width = (u // slot_bits) * bits
+            masks = (_every(u, 2 * u), _every(width, 2 * u))
+            steps.append(_Step(*map(np.uint64, (*masks, width, u - width))))
+    return tuple(steps)
 
 
 def pack_signed(values: np.ndarray, bits: int) -> bytes:
@@ -42,22 +68,27 @@ def pack_signed(values: np.ndarray, bits: int) -> bytes:
     the addition wraps in the unsigned view, which is the same as adding in a wider type.
     """
     flat = np.ascontiguousarray(values, dtype=_signed_dtype(bits)).reshape(-1)
-    unsigned = flat.view(_unsigned_dtype(bits)) + (1 << (bits - 1))
-    if bits == 8 * unsigned.itemsize:
-        return unsigned.tobytes()
-    count = unsigned.size
+    unsigned_dtype = _unsigned_dtype(bits)
+    count, slot_bits = flat.size, 8 * unsigned_dtype.itemsize
+    if bits == slot_bits:
+        return (flat.view(unsigned_dtype) + (1 << (bits - 1))).tobytes()
     groups = -(-count // _GROUP)
-    padded = np.zeros(groups * _GROUP, unsigned.dtype)
-    padded[:count] = unsigned
-    columns = padded.reshape(groups, _GROUP)
-    words = np.zeros((groups, _LANES), "<u8")
-    for position in range(_GROUP):
-        lane, offset, spills = _place(position, bits)
-        column = columns[:, position].astype(np.uint64)
-        words[:, lane] |= column << offset
-        if spills:
-            words[:, lane + 1] |= column >> (_LANE_BITS - offset)
-    return words.view(np.uint8)[:, :bits].tobytes()[: packed_size(count, bits)]
+    padded = np.zeros(groups * _GROUP, unsigned_dtype)
+    np.add(flat.view(unsigned_dtype), 1 << (bits - 1), out=padded[:count])
+    lanes = padded.view("<u8").reshape(groups, unsigned_dtype.itemsize)
+    for step in _merge_steps(bits):
+        lanes = (lanes & step.lower) | ((lanes & ~step.lower) >> step.shift)
+    if lanes.shape[1] == 2:  # 4W bits in each lane: append the high lane's to the low one's
+        half = 4 * bits
+        lanes = np.stack(
+            (
+                lanes[:, 0] | (lanes[:, 1] << np.uint64(half)),
+                lanes[:, 1] >> np.uint64(_LANE - half),
+            ),
+            axis=1,
+        )
+    packed = np.ascontiguousarray(lanes, "<u8").view(np.uint8)[:, :bits]
+    return packed.tobytes()[: packed_size(count, bits)]
 
 
 def unpack_signed(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
@@ -65,26 +96,27 @@ def unpack_signed(data: bytes | memoryview, bits: int, count: int) -> np.ndarray
 
     ``data`` must hold exactly ``packed_size(count, bits)`` bytes; the caller has
     already checked the body length against the header. Each group's lanes are read
-    in place through unaligned uint64 views W bytes apart, so the packed bytes are
-    copied once (into a zero-padded buffer) and never regrouped.
+    in place through unaligned uint64 views W bytes apart; the bits they pick up from
+    the next group are masked away by the first split step.
     """
     unsigned_dtype = _unsigned_dtype(bits)
-    if bits == 8 * unsigned_dtype.itemsize:
+    slot_bits = 8 * unsigned_dtype.itemsize
+    if bits == slot_bits:
         unsigned = np.frombuffer(data, unsigned_dtype, count)
     else:
         groups = -(-count // _GROUP)
-        padded = np.zeros(groups * bits + _LANES * 8, np.uint8)
+        padded = np.zeros(groups * bits + 16, np.uint8)  # room for the last group's 16-byte read
         padded[: packed_size(count, bits)] = np.frombuffer(data, np.uint8)
-        lanes = [np.ndarray((groups,), "<u8", padded, 8 * lane, (bits,)) for lane in range(_LANES)]
-        mask = (1 << bits) - 1
-        grouped = np.empty((groups, _GROUP), unsigned_dtype)
-        for position in range(_GROUP):
-            lane, offset, spills = _place(position, bits)
-            value = lanes[lane] >> offset
-            if spills:
-                value |= lanes[lane + 1] << (_LANE_BITS - offset)
-            value &= mask
-            grouped[:, position] = value
-        unsigned = grouped.reshape(-1)[:count]
+        first = np.ndarray((groups, 1), "<u8", padded, 0, (bits, 8))
+        if slot_bits == 8:
+            lanes = first
+        else:  # split the group's 8W bits into two lanes of 4W
+            second = np.ndarray((groups, 1), "<u8", padded, 8, (bits, 8))
+            half = 4 * bits
+            upper = (first >> np.uint64(half)) | (second << np.uint64(_LANE - half))
+            lanes = np.concatenate((first, upper), axis=1)
+        for step in reversed(_merge_steps(bits)):
+            lanes = (lanes & step.used) | ((lanes & (step.used << step.width)) << step.shift)
+        unsigned = np.ascontiguousarray(lanes, "<u8").view(unsigned_dtype).reshape(-1)[:count]
     signed = unsigned - unsigned_dtype.type(1 << (bits - 1))
     return signed.view(_signed_dtype(bits))

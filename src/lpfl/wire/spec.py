@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..quant import BLOCK_MODES, block_dims
 from ..quant.formats import MAX_BITS, MIN_BITS
@@ -26,6 +27,7 @@ _BFP_LABEL = re.compile(r"bfp(\d+)/(\w+)")
 class TensorSpec:
     """One header entry: ``[name, shape, dtype, encoding]``.
 
+    Derived sizes are cached: the decoder asks for them several times per tensor.
     ``dtype`` is what the receiver gets back (every float as float32); ``encoding``
     is how the bytes travel: ``"raw"``, ``"float16"`` or ``"bfp<W>/<block>"``. A BFP
     tensor's body is one signed exponent byte per block, then its mantissas packed
@@ -41,11 +43,11 @@ class TensorSpec:
     def bfp(cls, name: str, shape: tuple[int, ...], bits: int, block: str) -> TensorSpec:
         return cls(name, shape, DECODED_FLOAT, f"bfp{bits}/{block}")
 
-    @property
+    @cached_property
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def bfp_format(self) -> tuple[int, str] | None:
         """(bits, block) for a BFP tensor, None for one sent as plain values."""
         match = _BFP_LABEL.fullmatch(self.encoding)
@@ -56,19 +58,19 @@ class TensorSpec:
         """Element type of a tensor sent as plain values."""
         return HALF if self.encoding == HALF else self.dtype
 
-    @property
+    @cached_property
     def exponent_shape(self) -> tuple[int, ...]:
         """Shape of the per-block exponents: the dims that share one exponent collapse to 1."""
         _, block = self.bfp_format
         shared = block_dims(len(self.shape), block)
         return tuple(1 if dim in shared else size for dim, size in enumerate(self.shape))
 
-    @property
+    @cached_property
     def blocks(self) -> int:
         """Number of shared exponents, one body byte each."""
         return math.prod(self.exponent_shape)
 
-    @property
+    @cached_property
     def body_size(self) -> int:
         fmt = self.bfp_format
         if fmt is None:
