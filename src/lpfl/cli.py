@@ -1,4 +1,5 @@
-"""Command line: ``lpfl run`` (one experiment) and ``lpfl demo`` (the embedded main job).
+"""Command line: ``lpfl run`` (one experiment), ``lpfl demo`` (the embedded main job),
+``lpfl sweep`` (a grid of runs) and ``lpfl report`` (Table 1 and figures from runs).
 
 Flags are generated from ``RunConfig``'s fields, so every setting has exactly one
 name, one default and one help text.
@@ -17,7 +18,8 @@ from pathlib import Path
 from .config import ConfigError, RunConfig, flag, make_config
 from .data import DataFormatError, DatasetNotFoundError
 from .engine import DivergenceError, Recorder, run_simulation
-from .report import plot_accuracy
+from .report import default_report_dir, plot_accuracy, write_report
+from .sweep import FINISHED, load_spec, point_state, run_sweep
 
 # The demo: 32-bit FedAvg against 8-bit FedAvg with the server moving average, on the
 # bundled 8x8 digits, split non-IID. Sized to finish in well under a minute on 2 CPU cores.
@@ -104,6 +106,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    points = spec.points()  # every point validated before anything runs
+    out = Path(args.out or spec.out)
+    if args.dry_run:
+        states = [point_state(out, p) for p in points]
+        for point, state in zip(points, states, strict=True):
+            print(f"{point.hash}  {state:<9}  {point.label}")
+        done = sum(s in FINISHED for s in states)
+        print(f"{len(points)} points in {out}: {done} finished, {len(points) - done} to run")
+        return 0
+    tally = run_sweep(points, out, progress=not args.quiet)
+    print(f"{tally} (in {out})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = args.out or default_report_dir(args.dirs)
+    for path in write_report(args.dirs, out):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpfl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="folder for results and the plot")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
+    sweep = sub.add_parser("sweep", help="run every point of a grid, skipping finished ones")
+    sweep.add_argument("spec", metavar="SPEC.toml", help="[base] settings and a [grid] of lists")
+    sweep.add_argument("--out", help="runs folder (default: the spec's out, else runs/NAME)")
+    sweep.add_argument("--dry-run", action="store_true", help="list points and state, run nothing")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(func=cmd_sweep)
+    report = sub.add_parser("report", help="Table 1 and figures from every results.json in DIRs")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="searched recursively")
+    report.add_argument("--out", help="folder for the report (default: FIRST_DIR/report)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

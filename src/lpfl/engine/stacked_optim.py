@@ -15,7 +15,7 @@ from torch import Tensor
 Stacked = dict[str, Tensor]
 
 
-def _per_client(mask: Tensor, like: Tensor) -> Tensor:
+def per_client(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(-1, *([1] * (like.ndim - 1)))
 
 
@@ -48,11 +48,11 @@ class StackedAdam:
         bias2_sqrt = (1 - self.beta2**step).sqrt().float()
         for name, p in params.items():
             g, m, v = grads[name], state[f"exp_avg.{name}"], state[f"exp_avg_sq.{name}"]
-            on = _per_client(active, p)
+            on = per_client(active, p)
             m.copy_(torch.where(on, torch.lerp(m, g, 1 - self.beta1), m))
             v.copy_(torch.where(on, v * self.beta2 + g * g * (1 - self.beta2), v))
-            denom = v.sqrt() / _per_client(bias2_sqrt, p) + self.eps
-            update = m / denom * _per_client(step_size, p)
+            denom = v.sqrt() / per_client(bias2_sqrt, p) + self.eps
+            update = m / denom * per_client(step_size, p)
             p.copy_(torch.where(on, p - update, p))
 
 
@@ -68,7 +68,7 @@ class StackedSGD:
     @torch.no_grad()
     def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Tensor) -> None:
         for name, p in params.items():
-            g, on = grads[name], _per_client(active, p)
+            g, on = grads[name], per_client(active, p)
             if self.momentum:
                 buf = state[f"momentum.{name}"]
                 buf.copy_(torch.where(on, buf * self.momentum + g, buf))

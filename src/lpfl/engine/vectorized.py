@@ -25,7 +25,12 @@ from ..algorithms import Algorithm, ClientUpdate, State
 from ..quant import BlockFormat, PrecisionPolicy, quantize
 from .client import OptimizerSpec
 from .messages import ClientData, Rejection
-from .stacked_optim import Stacked, build_stacked_optimizer
+from .stacked_optim import Stacked, build_stacked_optimizer, per_client
+
+
+def _all_finite(tensors: Stacked) -> Tensor:
+    """Per client: True when none of its slices holds NaN/Inf."""
+    return torch.stack([t.flatten(1).isfinite().all(1) for t in tensors.values()]).all(0)
 
 
 class VectorizedTrainer:
@@ -70,49 +75,63 @@ class VectorizedTrainer:
         y_all = torch.cat([d.y for d in data])
         sizes = [len(d) for d in data]
         loss_sum = torch.zeros(k, dtype=torch.float64, device=y_all.device)
-        for _ in range(self.local_epochs):
-            index, weight = self._schedule(sizes, y_all.device)
+        failed = torch.zeros(k, dtype=torch.bool, device=y_all.device)
+        for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for idx, w in zip(index, weight, strict=True):  # one step: a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
                 grads, losses = self._grad(params, x, y_all[idx], w)
-                active = w.sum(1) > 0
+                # A client whose loss or gradients turn NaN/Inf stops here and is rejected;
+                # zeroing its gradients keeps the NaN out of everyone's rounding.
+                failed |= ~(losses.isfinite() & _all_finite(grads))
+                active = (w.sum(1) > 0) & ~failed
+                for g in grads.values():
+                    g.masked_fill_(per_client(failed, g), 0.0)
                 self._round(grads, self.policy.grad)
                 self.optimizer.step(params, grads, state, active)
                 self._round(params, self.policy.weight)
-                loss_sum += losses.detach().double() * w.sum(1)
+                loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
         self._save_state(sampled, state)
-        return self._results(sampled, params, loss_sum, sizes, start)
+        return self._results(sampled, params, loss_sum / self.local_epochs, failed, sizes, start)
 
-    def _schedule(self, sizes: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
-        """Per-step sample indices (steps, K, batch) into the concatenated data, and 0/1 weights.
+    def _schedule(self, sizes: list[int], device: torch.device) -> list[tuple[Tensor, Tensor]]:
+        """For each epoch: sample indices (steps, K, batch) into the concatenated data, and
+        0/1 weights.
 
-        Each client's data is shuffled for the epoch and cut into batches as the
-        sequential engine does; short batches are padded by repeating their own samples.
+        Each client's data is shuffled per epoch and cut into batches as the sequential
+        engine does, drawing the permutations in the same order (client by client), so
+        with nearest rounding both engines see the same batches. Short batches are
+        padded by repeating their own samples.
         """
         b = self.batch_size
+        gen = self.generator
+        orders = [
+            [
+                torch.randperm(n, generator=gen, device=gen.device).cpu()
+                for _ in range(self.local_epochs)
+            ]
+            for n in sizes
+        ]
         steps = max(math.ceil(n / b) for n in sizes)
-        index = torch.zeros(steps, len(sizes), b, dtype=torch.long)
-        weight = torch.zeros(steps, len(sizes), b)
-        offset = 0
-        for j, n in enumerate(sizes):
-            order = torch.randperm(n, generator=self.generator, device=self.generator.device).cpu()
-            for s, batch in enumerate(order.split(b)):
-                index[s, j] = offset + batch[torch.arange(b) % len(batch)]
-                weight[s, j, : len(batch)] = 1
-            index[math.ceil(n / b) :, j] = offset if n else 0  # inactive steps: any valid sample
-            offset += n
-        return index.to(device), weight.to(device)
+        offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        epochs = []
+        for e in range(self.local_epochs):
+            index = torch.zeros(steps, len(sizes), b, dtype=torch.long)
+            weight = torch.zeros(steps, len(sizes), b)
+            for j, (n, offset) in enumerate(zip(sizes, offsets, strict=True)):
+                for s, batch in enumerate(orders[j][e].split(b)):
+                    index[s, j] = offset + batch[torch.arange(b) % len(batch)]
+                    weight[s, j, : len(batch)] = 1
+                index[math.ceil(n / b) :, j] = offset if n else 0  # idle steps: any valid sample
+            epochs.append((index.to(device), weight.to(device)))
+        return epochs
 
     def _round(self, tensors: Stacked, fmt: BlockFormat) -> None:
-        """Round each client's slice in place, with that client's own blocks."""
+        """Round each client's slice in place, with that client's own blocks, in one call."""
         if fmt.full_precision:
             return
-        one = vmap(
-            lambda t: quantize(t, fmt, self.generator, traceable=True), randomness="different"
-        )
         with torch.no_grad():
             for t in tensors.values():
-                t.copy_(one(t))
+                t.copy_(quantize(t, fmt, self.generator, batch_dims=1))
 
     def _gather_state(self, sampled: list[int], params: Stacked) -> Stacked:
         fresh = self.optimizer.init_state(params)
@@ -128,14 +147,19 @@ class VectorizedTrainer:
 
     @staticmethod
     def _results(
-        sampled: list[int], params: Stacked, loss_sum: Tensor, sizes: list[int], start: State
+        sampled: list[int],
+        params: Stacked,
+        loss_sum: Tensor,
+        failed: Tensor,
+        sizes: list[int],
+        start: State,
     ) -> list[ClientUpdate | Rejection]:
-        finite = torch.stack([p.flatten(1).isfinite().all(1) for p in params.values()]).all(0)
+        ok = _all_finite(params) & ~failed
         results: list[ClientUpdate | Rejection] = []
         for j, client in enumerate(sampled):
             n = sizes[j]
             loss = float(loss_sum[j]) / n if n else math.nan
-            if n and not (bool(finite[j]) and math.isfinite(loss)):
+            if n and not (bool(ok[j]) and math.isfinite(loss)):
                 results.append(Rejection(client, f"client {client}: training produced NaN/Inf"))
                 continue
             state = dict(start) | {name: p[j].clone() for name, p in params.items()}

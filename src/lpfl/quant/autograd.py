@@ -19,9 +19,10 @@ def quantize(
     fmt: BlockFormat,
     generator: torch.Generator | None = None,
     traceable: bool = False,
+    batch_dims: int = 0,
 ) -> Tensor:
     """Round x in ``fmt``: the one entry point every role (weight, grad, activation) uses."""
-    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, traceable)
+    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, traceable, batch_dims)
 
 
 class _RoundForwardAndBackward(torch.autograd.Function):

@@ -26,25 +26,30 @@ class NonFiniteError(ValueError):
     """Raised when a tensor to be quantized holds NaN or Inf (it would poison a whole block)."""
 
 
-def block_dims(ndim: int, block: str) -> tuple[int, ...]:
+def block_dims(ndim: int, block: str, batch_dims: int = 0) -> tuple[int, ...]:
     """The dimensions that share one exponent.
 
     ``tensor``: all of them. ``B``: all but dim 0. ``BC``: all but dims 0 and 1, so a
     conv kernel gets one exponent per 3x3 slice and a 2-D Linear weight one per
     element (the reference's quirk). Tensors of dim <= 1 (biases, norm affine
-    parameters) always get one exponent for the whole tensor.
+    parameters) always get one exponent for the whole tensor. The first
+    ``batch_dims`` dimensions stack independent tensors (one per client) and never
+    share an exponent; the rule applies to what follows them.
     """
     check_block(block)
+    ndim -= batch_dims
     if block == "tensor" or ndim <= 1:
-        return tuple(range(ndim))
-    if block == "B":
-        return tuple(range(1, ndim))
-    return tuple(range(2, ndim))
+        dims = range(ndim)
+    elif block == "B":
+        dims = range(1, ndim)
+    else:
+        dims = range(2, ndim)
+    return tuple(d + batch_dims for d in dims)
 
 
-def _block_range(x: Tensor, block: str) -> tuple[Tensor, Tensor]:
+def _block_range(x: Tensor, block: str, batch_dims: int = 0) -> tuple[Tensor, Tensor]:
     """Per block: the largest value and the largest magnitude of a negative one."""
-    dims = block_dims(x.ndim, block)
+    dims = block_dims(x.ndim, block, batch_dims)
     if not dims:
         return x, -x
     return x.amax(dim=dims, keepdim=True), (-x).amax(dim=dims, keepdim=True)
@@ -129,6 +134,7 @@ def _mantissa(
     rounding: str,
     generator: torch.Generator | None,
     traceable: bool = False,
+    batch_dims: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(integer-valued float mantissas, int32 exponents, step) of x in the given format.
 
@@ -138,7 +144,7 @@ def _mantissa(
     """
     check_rounding(rounding)
     x = x.detach().float()
-    top, bottom = _block_range(x, block)
+    top, bottom = _block_range(x, block, batch_dims)
     if not traceable:
         _check_finite(top, bottom, x)
     e = _exponent(top, bottom)
@@ -155,17 +161,19 @@ def block_quantize(
     rounding: str = "stochastic",
     generator: torch.Generator | None = None,
     traceable: bool = False,
+    batch_dims: int = 0,
 ) -> Tensor:
     """Round x to W-bit block floating point and return it as a float tensor of x's dtype.
 
     ``bits=32`` is full precision and returns x unchanged. Stochastic rounding is
     unbiased (``E[Q(x)] = x`` away from saturation); it draws from ``generator`` so
     runs are reproducible. ``traceable=True`` makes it safe under ``torch.func.vmap``
-    (no NaN check: the caller must do it).
+    (no NaN check: the caller must do it). ``batch_dims`` rounds a stack of tensors,
+    each with its own blocks, in one call.
     """
     if check_bits(bits) == 32:
         return x
-    m, _, step = _mantissa(x, bits, block, rounding, generator, traceable)
+    m, _, step = _mantissa(x, bits, block, rounding, generator, traceable, batch_dims)
     return m.mul_(step).to(x.dtype)
 
 

@@ -1,0 +1,27 @@
+"""``lpfl report``: every finished run under some folders, turned into Table 1 and the figures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import ConfigError
+from .figures import write_figures
+from .runs import load_runs
+from .table1 import build_table1, write_table1
+
+
+def default_report_dir(dirs: Sequence[str | os.PathLike]) -> Path:
+    """``<first DIR>/report``: the report sits beside the runs it describes."""
+    return Path(dirs[0]) / "report"
+
+
+def write_report(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> list[Path]:
+    """Write table1.md, table1.csv and the figures into ``out``; returns the files written."""
+    runs = load_runs(dirs)
+    if not runs:
+        raise ConfigError(f"report: no finished run under {', '.join(map(str, dirs))}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_table1(build_table1(runs), out) + write_figures(runs, out)

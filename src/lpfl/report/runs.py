@@ -1,0 +1,89 @@
+"""Finished runs read back from their results.json, whichever tool or sweep wrote them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..sweep import FINISHED, run_hash
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path  # the results.json it came from
+    config: dict[str, Any]
+    status: str
+    rounds: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    @property
+    def algorithm(self) -> str:
+        """Runs from before the algorithm setting existed could only be FedAvg."""
+        return self.config.get("algorithm", "fedavg")
+
+    @property
+    def averaging(self) -> bool:
+        return self.config["moving_average"] > 0
+
+    @property
+    def variant(self) -> tuple[int, bool]:
+        """Table 1's row: (bits, with server moving average)."""
+        return self.config["bits"], self.averaging
+
+    @property
+    def final_accuracy(self) -> float | None:
+        """In %; the paper's statistic, the mean of the last 5 evaluated rounds."""
+        acc = self.summary.get("final_accuracy_mean")
+        return None if acc is None else 100 * acc
+
+    @property
+    def total_bytes(self) -> int:
+        return self.summary["bytes_up_total"] + self.summary["bytes_down_total"]
+
+
+def _read(path: Path) -> Run | None:
+    try:
+        data = json.loads(path.read_text())
+        return Run(path, data["config"], data["status"], data["rounds"], data["summary"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("skipping %s: not a readable results file (%s)", path, exc)
+        return None
+
+
+def load_runs(dirs: Iterable[str | os.PathLike]) -> list[Run]:
+    """Every finished run under ``dirs``, each experiment once.
+
+    Unfinished runs (running, failed, a sweep's ``.partial`` folder) are left out; so is a
+    second copy of a run with the same settings hash, so that folders given twice or
+    copied between machines do not count one seed twice.
+    """
+    paths: set[Path] = set()
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise ConfigError(f"report: no such folder {os.fspath(d)!r}")
+        paths.update(p.resolve() for p in d.rglob("results.json"))
+    runs: dict[str, Run] = {}
+    unfinished = 0
+    for path in sorted(paths):
+        run = _read(path)
+        if run is None:
+            continue
+        if run.status not in FINISHED:
+            unfinished += 1
+            continue
+        key = run_hash(run.config)
+        if key in runs:
+            logger.warning("skipping %s: same settings as %s", path, runs[key].path)
+            continue
+        runs[key] = run
+    if unfinished:
+        logger.warning("left out %d unfinished run(s)", unfinished)
+    return list(runs.values())

@@ -1,0 +1,166 @@
+"""The paper's Table 1 rebuilt from our runs, with the paper's number and the gap beside each cell.
+
+Rows are (bits, server moving average) and columns (α, dataset), in the paper's order;
+settings the paper does not have (other datasets, α or bit widths) get rows or columns
+after its own, so no FedAvg run goes unreported. A cell's value is the mean ± sample
+std (n − 1) over seeds of each run's final accuracy (itself the mean of its last 5
+evaluated rounds, the paper's statistic). Diverged runs are counted, not averaged:
+their last rounds say nothing about the accuracy the setting reaches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..sweep import identity
+from .paper import ALPHAS, DATASETS, VARIANTS, paper_value
+from .runs import Run
+
+logger = logging.getLogger(__name__)
+
+Row = tuple[int, bool]  # (bits, averaging)
+Column = tuple[float, str]  # (alpha, dataset)
+MISSING = "—"
+CSV_HEADER = (
+    "row", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std", "paper", "diff",
+)  # fmt: skip
+
+
+def row_label(row: Row) -> str:
+    return f"{row[0]}b {'avg' if row[1] else 'no'}"
+
+
+def column_label(column: Column) -> str:
+    return f"{column[1]} α={column[0]:g}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    accuracies: tuple[float, ...]  # %, one per completed run (seed)
+    diverged: int
+    paper: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.accuracies)
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.accuracies)) if self.accuracies else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample std: with 3 seeds the population std would understate the spread."""
+        return float(np.std(self.accuracies, ddof=1)) if self.n > 1 else None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+    def text(self) -> str:
+        counts = [f"n={self.n}"] if self.n else []
+        counts += [f"{self.diverged} diverged"] if self.diverged else []
+        ours = MISSING if self.mean is None else f"{self.mean:.1f}"
+        ours += "" if self.std is None else f" ± {self.std:.1f}"
+        ours += f" ({', '.join(counts)})" if counts else ""
+        parts = [ours]
+        parts += [] if self.paper is None else [f"paper {self.paper:g}"]
+        parts += [] if self.diff is None else [f"Δ {self.diff:+.1f}"]
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Table1:
+    rows: list[Row]
+    columns: list[Column]
+    cells: dict[tuple[Row, Column], Cell]
+    notes: list[str]  # cells that pool runs with settings other than the seed differing
+
+
+def _ordered(paper: Sequence, found: Iterable) -> list:
+    return list(paper) + sorted(set(found) - set(paper))
+
+
+def _pooling_note(row: Row, column: Column, runs: list[Run]) -> str | None:
+    """Seeds are meant to be the only difference inside a cell; say so when they are not."""
+    settings = [identity(r.config) | {"seed": None} for r in runs]
+    keys = sorted({k for s in settings for k in s})
+    differ = [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
+    if not differ:
+        return None
+    return f"{row_label(row)}, {column_label(column)} pools runs differing in {', '.join(differ)}"
+
+
+def build_table1(runs: Iterable[Run]) -> Table1:
+    groups: dict[tuple[Row, Column], list[Run]] = {}
+    for run in runs:
+        if run.algorithm == "fedavg":
+            column = (run.config["alpha"], run.config["dataset"])
+            groups.setdefault((run.variant, column), []).append(run)
+    paper_columns = [(a, d) for a in ALPHAS for d in DATASETS]
+    rows = _ordered(VARIANTS, (row for row, _ in groups))
+    columns = _ordered(paper_columns, (col for _, col in groups))
+    cells, notes = {}, []
+    for row in rows:
+        for col in columns:
+            members = groups.get((row, col), [])
+            accs = [r.final_accuracy for r in members if r.status == "completed"]
+            cells[row, col] = Cell(
+                tuple(a for a in accs if a is not None),
+                sum(r.status == "diverged" for r in members),
+                paper_value(col[1], col[0], *row),
+            )
+            note = _pooling_note(row, col, members) if members else None
+            notes += [note] if note else []
+    return Table1(rows, columns, cells, notes)
+
+
+def _markdown(table: Table1) -> str:
+    head = ["", *map(column_label, table.columns)]
+    lines = [
+        "# Table 1: FedAvg test accuracy (%)",
+        "",
+        "Each cell: mean ± sample std over seeds of each run's final accuracy (mean of its",
+        "last 5 evaluated rounds), n = number of seeds, the paper's value and the difference",
+        f"(ours − paper). Rows: bits, with (avg) or without (no) the server moving average. "
+        f"{MISSING}: no run.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in table.rows:
+        cells = [table.cells[row, col].text() for col in table.columns]
+        lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
+    if table.notes:
+        lines += ["", "Warnings:", *(f"- {note}" for note in table.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def write_table1(table: Table1, out: Path) -> list[Path]:
+    """table1.md for reading; table1.csv, one line per cell, for computing on."""
+    md, tidy = out / "table1.md", out / "table1.csv"
+    md.write_text(_markdown(table))
+    with tidy.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_HEADER)
+        for row in table.rows:
+            for col in table.columns:
+                cell = table.cells[row, col]
+                writer.writerow(
+                    [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged]
+                    + [_number(v) for v in (cell.mean, cell.std, cell.paper, cell.diff)]
+                )
+    for note in table.notes:
+        logger.warning("table 1: %s", note)
+    return [md, tidy]

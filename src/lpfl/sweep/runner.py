@@ -1,0 +1,94 @@
+"""Runs a sweep's points one by one, so that stopping it at any moment loses one run at most.
+
+Layout under the sweep's folder ``OUT``:
+
+- ``OUT/<hash>/``: a finished run (status completed or diverged); never touched again;
+- ``OUT/<hash>.partial/``: the run in progress. It is renamed to ``OUT/<hash>/`` only
+  once the run has finished, so a crash or a kill cannot leave a half-written run that
+  looks finished; the next invocation deletes it and starts that run from scratch.
+
+The ``out`` recorded inside results.json is therefore the ``.partial`` path the run was
+written to; the folder name (the hash) is what identifies a run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..engine import DivergenceError, run_simulation
+from .spec import Point
+
+FINISHED = ("completed", "diverged")  # a diverged run is a result, not an error to retry
+
+
+@dataclass(frozen=True)
+class Tally:
+    ran: int = 0
+    skipped: int = 0
+    diverged: int = 0  # of those that ran
+
+    def __str__(self) -> str:
+        return f"{self.ran} run, {self.skipped} skipped, {self.diverged} diverged"
+
+
+def finished_status(run_dir: Path) -> str | None:
+    """The status of the finished run in ``run_dir``, or None when it has to be (re)run."""
+    try:
+        status = json.loads((run_dir / "results.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):  # missing, unreadable or not a JSON object
+        return None
+    return status if status in FINISHED else None
+
+
+def point_state(out: Path, point: Point) -> str:
+    """For --dry-run: completed/diverged (will be skipped), stale (will be redone) or todo."""
+    status = finished_status(out / point.hash)
+    if status:
+        return status
+    leftovers = (out / point.hash).exists() or (out / f"{point.hash}.partial").exists()
+    return "stale" if leftovers else "todo"
+
+
+def _run_point(point: Point, out: Path, progress: bool) -> str:
+    final, partial = out / point.hash, out / f"{point.hash}.partial"
+    for stale in (final, partial):
+        shutil.rmtree(stale, ignore_errors=True)
+    cfg = replace(point.config, out=str(partial))
+    try:
+        run_simulation(cfg, progress=progress, log=lambda _msg: None, label=point.label)
+        status = "completed"
+    except DivergenceError:
+        status = "diverged"
+    partial.rename(final)
+    return status
+
+
+def run_sweep(
+    points: Sequence[Point],
+    out: Path,
+    progress: bool = True,
+    echo: Callable[[str], None] = tqdm.write,
+) -> Tally:
+    """Run every point not already finished under ``out``; other errors stop the sweep.
+
+    A run that raises anything but DivergenceError (missing data, a bug, Ctrl-C) stops
+    the sweep: the cause is usually shared by the points still to come.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    ran = skipped = diverged = 0
+    for point in tqdm(points, desc="sweep", unit="run", disable=not progress):
+        if finished_status(out / point.hash):  # also catches a duplicate point just run
+            skipped += 1
+            continue
+        status = _run_point(point, out, progress)
+        ran += 1
+        diverged += status == "diverged"
+        if progress:
+            echo(f"{point.hash} {status}: {point.label}")
+    return Tally(ran, skipped, diverged)

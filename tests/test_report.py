@@ -1,0 +1,130 @@
+"""Reports: Table 1 cells recomputed independently from tiny runs, the figures, the paper table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lpfl import cli
+from lpfl.report import PAPER_TABLE1
+from lpfl.sweep import load_spec, run_sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SPEC = """
+[base]
+dataset = "digits"
+model = "mlp"
+clients = 6
+participation = 0.5
+rounds = 3
+[grid]
+variant = [{bits = 8, moving-average = 0.9}, {bits = 32, moving-average = 0.0}]
+seed = [0, 1, 2]
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Six tiny digits runs (two Table-1 rows x three seeds), made once for the module."""
+    root = tmp_path_factory.mktemp("report")
+    (root / "spec.toml").write_text(SPEC)
+    run_sweep(load_spec(root / "spec.toml").points(), root / "runs", progress=False)
+    return root / "runs"
+
+
+def _expected(runs: Path, bits: int, ma: float) -> list[float]:
+    results = [json.loads(p.read_text()) for p in runs.glob("*/results.json")]
+    return [
+        100 * r["summary"]["final_accuracy_mean"]
+        for r in results
+        if r["config"]["bits"] == bits and r["config"]["moving_average"] == ma
+    ]
+
+
+def _table(md: Path) -> dict[str, dict[str, str]]:
+    """table1.md as {row label: {column label: cell text}}."""
+    lines = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(head[1:], row[1:], strict=True)) for row in rows}
+
+
+def test_table1_cells_and_figures(runs, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("table1.md", "table1.csv", "curves_digits.png", "overfit_digits.png"):
+        assert f"wrote {out / name}" in printed
+    for png in ("curves_digits.png", "overfit_digits.png", "accuracy_vs_bytes.png"):
+        assert (out / png).read_bytes().startswith(PNG_MAGIC)
+
+    table = _table(out / "table1.md")
+    assert list(table) == ["8b avg", "6b avg", "32b avg", "8b no", "6b no", "32b no"]
+    assert list(table["8b avg"])[:4] == ["fmnist α=0.01", "cifar10 α=0.01", "cinic10 α=0.01",
+                                         "cifar100 α=0.01"]  # fmt: skip
+    assert list(table["8b avg"])[-1] == "digits α=0.04", "settings beyond the paper's come last"
+    for row, bits, ma in (("8b avg", 8, 0.9), ("32b no", 32, 0.0)):
+        accs = _expected(runs, bits, ma)
+        mean, std = statistics.mean(accs), statistics.stdev(accs)
+        assert table[row]["digits α=0.04"] == f"{mean:.1f} ± {std:.1f} (n=3)"
+    assert table["6b avg"]["digits α=0.04"] == "—"
+    assert table["8b avg"]["fmnist α=0.01"] == "— · paper 80.1"
+
+    with (out / "table1.csv").open() as fh:
+        cells = {(r["row"], r["dataset"], r["alpha"]): r for r in csv.DictReader(fh)}
+    assert len(cells) == 6 * 13
+    cell = cells["8b avg", "digits", "0.04"]
+    assert int(cell["n"]) == 3 and float(cell["mean"]) == pytest.approx(
+        statistics.mean(_expected(runs, 8, 0.9)), abs=1e-3
+    )
+    assert float(cells["32b no", "cifar10", "0.16"]["paper"]) == 71.9
+
+
+def test_copies_unfinished_and_diverged_runs(runs, tmp_path):
+    work = tmp_path / "runs"
+    shutil.copytree(runs, work)
+    first = next(iter(sorted(work.glob("*/results.json"))))
+    shutil.copytree(first.parent, tmp_path / "copy")  # the same run found twice
+    data = json.loads(first.read_text())
+    for seed, status in ((7, "diverged"), (8, "running")):
+        extra = tmp_path / f"seed{seed}"
+        extra.mkdir()
+        changed = data | {"status": status, "config": data["config"] | {"seed": seed}}
+        (extra / "results.json").write_text(json.dumps(changed))
+    pooled = tmp_path / "pooled"
+    pooled.mkdir()
+    other = data | {"config": data["config"] | {"seed": 9, "rounds": 4}}
+    (pooled / "results.json").write_text(json.dumps(other))
+
+    assert cli.main(["report", str(work), str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "table1.md").read_text()
+    row = "8b avg" if data["config"]["bits"] == 8 else "32b no"
+    cell = _table(tmp_path / "rep" / "table1.md")[row]["digits α=0.04"]
+    assert "(n=4, 1 diverged)" in cell, "the copy counts once, the running run not at all"
+    assert f"{row}, digits α=0.04 pools runs differing in rounds" in md
+
+
+def test_default_folder_and_errors(runs, tmp_path, capsys):
+    work = tmp_path / "runs"
+    shutil.copytree(runs, work)
+    assert cli.main(["report", str(work)]) == 0
+    assert (work / "report" / "table1.md").exists()
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["report", str(tmp_path / "empty")]) == 2
+    assert "no finished run" in capsys.readouterr().err
+
+
+def test_paper_table_has_every_value_of_the_notes():
+    assert len(PAPER_TABLE1) == 12 and all(len(row) == 6 for row in PAPER_TABLE1.values())
+    assert PAPER_TABLE1["fmnist", 0.01][8, True] == (80.1, 0.7)
+    assert PAPER_TABLE1["fmnist", 0.01][6, False] == (41.5, 4.8)
+    assert PAPER_TABLE1["cifar100", 0.01][8, False] == (7.32, 0.4)
+    assert PAPER_TABLE1["cifar10", 0.04][32, True] == (58.6, 0.3)
+    assert PAPER_TABLE1["cinic10", 0.16][32, False] == (57.0, 1.3)
+    assert PAPER_TABLE1["cifar100", 0.16][6, False] == (9.62, 0.2)

@@ -1,0 +1,180 @@
+"""Sweeps: every grid point runs once, reruns skip finished work, bad specs stop before any run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lpfl import cli
+from lpfl.config import ConfigError, make_config
+from lpfl.engine import DivergenceError, Recorder
+from lpfl.sweep import load_spec, run_hash, runner
+
+BASE = """
+[base]
+dataset = "digits"
+model = "mlp"
+clients = 6
+participation = 0.5
+rounds = 3
+batch-size = 32
+"""
+
+
+def _spec(tmp_path: Path, grid: str, base: str = BASE) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(base + "\n[grid]\n" + grid)
+    return path
+
+
+def _sweep(spec: Path, out: Path, *flags: str) -> int:
+    return cli.main(["sweep", str(spec), "--out", str(out), "--quiet", *flags])
+
+
+def _runs(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+
+
+GRID = "bits = [8, 32]\nseed = [0, 1]\n"
+
+
+def test_sweep_runs_every_point_then_a_rerun_skips_them_all(tmp_path, capsys):
+    spec, out = _spec(tmp_path, GRID), tmp_path / "out"
+    assert _sweep(spec, out) == 0
+    assert capsys.readouterr().out.startswith("4 run, 0 skipped, 0 diverged")
+    runs = _runs(out)
+    assert sorted((r["config"]["bits"], r["config"]["seed"]) for r in runs.values()) == [
+        (8, 0), (8, 1), (32, 0), (32, 1),
+    ]  # fmt: skip
+    assert all(r["status"] == "completed" and len(r["rounds"]) == 3 for r in runs.values())
+    assert all(run_hash(r["config"]) == name for name, r in runs.items()), "folder = config hash"
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")}
+
+    assert _sweep(spec, out) == 0
+    assert capsys.readouterr().out.startswith("0 run, 4 skipped, 0 diverged")
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")} == stamps
+
+
+def test_only_missing_partial_or_failed_runs_are_redone(tmp_path, capsys):
+    spec, out = _spec(tmp_path, GRID), tmp_path / "out"
+    _sweep(spec, out)
+    capsys.readouterr()
+    deleted, crashed, failed, kept = sorted(_runs(out))
+    shutil.rmtree(out / deleted)
+    (out / crashed).rename(out / f"{crashed}.partial")  # killed before the final rename
+    results = out / failed / "results.json"
+    results.write_text(json.dumps(json.loads(results.read_text()) | {"status": "failed"}))
+    stamp = (out / kept / "results.json").stat().st_mtime_ns
+
+    assert _sweep(spec, out) == 0
+    assert capsys.readouterr().out.startswith("3 run, 1 skipped, 0 diverged")
+    assert sorted(p.name for p in out.iterdir()) == sorted([deleted, crashed, failed, kept])
+    assert all(r["status"] == "completed" for r in _runs(out).values())
+    assert (out / kept / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_a_diverged_run_is_finished_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
+    real = runner.run_simulation
+
+    def diverge_seed_1(cfg, **kwargs):
+        if cfg.seed != 1:
+            return real(cfg, **kwargs)
+        Recorder(cfg.out, cfg.to_dict()).finish("diverged", "boom")
+        raise DivergenceError("boom")
+
+    monkeypatch.setattr(runner, "run_simulation", diverge_seed_1)
+    spec, out = _spec(tmp_path, "seed = [0, 1, 2]\n"), tmp_path / "out"
+    assert _sweep(spec, out) == 0
+    assert capsys.readouterr().out.startswith("3 run, 0 skipped, 1 diverged")
+    assert sorted(r["status"] for r in _runs(out).values()) == [
+        "completed",
+        "completed",
+        "diverged",
+    ]
+    assert _sweep(spec, out) == 0
+    assert capsys.readouterr().out.startswith("0 run, 3 skipped, 0 diverged")
+
+
+def test_a_bad_point_aborts_before_any_run(tmp_path, capsys):
+    spec, out = _spec(tmp_path, "seed = [0, 1]\nbits = [8, 1]\n"), tmp_path / "out"
+    assert _sweep(spec, out) == 2
+    err = capsys.readouterr().err
+    assert "--bits" in err and "bits=1" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("colour = [1, 2]\n", "unknown key 'colour'"),
+        ("v = [{bits = 8, colour = 1}]\n", "unknown key 'colour'"),
+        ("bits = [8]\nv = [{bits = 6}]\n", "'bits' is set by both 'bits' and 'v'"),
+        ("v = [{bits = 8}, 6]\n", "mixes tables and plain values"),
+        ("bits = []\n", "non-empty list"),
+        ("alpha = ['x']\n", "--alpha: expected float"),
+        ("out = ['a']\n", "'out' is chosen per run"),
+    ],
+)
+def test_bad_specs_name_the_key(tmp_path, grid, message):
+    with pytest.raises(ConfigError, match=message):
+        load_spec(_spec(tmp_path, grid)).points()
+
+
+def test_dry_run_lists_points_and_writes_nothing(tmp_path, capsys):
+    spec, out = _spec(tmp_path, GRID), tmp_path / "out"
+    assert _sweep(spec, out, "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not out.exists()
+    points = load_spec(spec).points()
+    assert lines[:4] == [f"{p.hash}  todo       {p.label}" for p in points]
+    assert lines[0].endswith("bits=8 seed=0")
+    assert lines[4] == f"4 points in {out}: 0 finished, 4 to run"
+
+    runner.run_sweep(points[:1], out, progress=False)
+    before = sorted(out.rglob("*"))
+    _sweep(spec, out, "--dry-run")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[1] == "completed" and lines[1].split()[1] == "todo"
+    assert sorted(out.rglob("*")) == before
+
+
+def test_hash_is_stable_and_ignores_where_a_run_goes():
+    base = dict(dataset="digits", bits=8, alpha=1.0)
+    cfg = make_config(**base)
+    same = [
+        make_config(**(base | {"alpha": 1})),  # an int for a float field
+        make_config(**base, out="x", device="cpu", data_dir="/d"),
+    ]
+    assert {run_hash(c.to_dict()) for c in same} == {run_hash(cfg.to_dict())}
+    assert run_hash(dict(reversed(cfg.to_dict().items()))) == run_hash(cfg.to_dict())
+    h = run_hash(cfg.to_dict())
+    assert len(h) == 12 and int(h, 16) >= 0
+    for change in ({"seed": 1}, {"bits": 6}, {"eval_every": 2}, {"moving_average": 0.0}):
+        assert run_hash(make_config(**(base | change)).to_dict()) != h
+
+
+def test_tables_in_the_grid_set_several_keys_at_once(tmp_path):
+    grid = (
+        'dataset = ["digits"]\n'
+        "variant = [{bits = 8, moving-average = 0.9}, {bits = 32, moving_average = 0}]\n"
+        "seed = [0, 1]\n"
+    )
+    points = load_spec(_spec(tmp_path, grid)).points()
+    got = [(p.config.bits, p.config.moving_average, p.config.seed) for p in points]
+    assert got == [(8, 0.9, 0), (8, 0.9, 1), (32, 0.0, 0), (32, 0.0, 1)]
+    assert points[2].label == "dataset=digits bits=32 moving_average=0.0 seed=0"
+    assert all(p.config.clients == 6 for p in points), "[base] applies to every point"
+
+
+def test_experiment_specs_load():
+    root = Path(__file__).parent.parent / "experiments"
+    full = load_spec(root / "table1-fedavg.toml").points()
+    priority = load_spec(root / "table1-priority.toml").points()
+    assert len(full) == 4 * 3 * 3 * 2 * 3 and len(priority) == 2 * 3 * 5 * 3
+    assert {p.hash for p in priority} <= {p.hash for p in full}, "priority runs are reused"
+    assert {(p.config.model, p.config.clients, p.config.rounds) for p in full} == {
+        ("convnet", 80, 200)
+    }
