@@ -55,7 +55,7 @@ class VectorizedTrainer:
         self.persist = persist
         self.optimizer = build_stacked_optimizer(optimizer.name, optimizer.lr, optimizer.momentum)
         self.saved: dict[int, Stacked] = {}  # each client's optimizer state, between rounds
-        policy.attach(model, generator, traceable=True)
+        policy.attach(model, generator)
         self.buffers = dict(model.named_buffers())
 
         def loss(params: Stacked, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
@@ -131,7 +131,7 @@ class VectorizedTrainer:
             return
         with torch.no_grad():
             for t in tensors.values():
-                t.copy_(quantize(t, fmt, self.generator, batch_dims=1))
+                t.copy_(quantize(t, fmt, self.generator, batch_dims=1, check=False))
 
     def _gather_state(self, sampled: list[int], params: Stacked) -> Stacked:
         fresh = self.optimizer.init_state(params)

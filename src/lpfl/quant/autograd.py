@@ -18,11 +18,33 @@ def quantize(
     x: Tensor,
     fmt: BlockFormat,
     generator: torch.Generator | None = None,
-    traceable: bool = False,
     batch_dims: int = 0,
+    check: bool = True,
 ) -> Tensor:
     """Round x in ``fmt``: the one entry point every role (weight, grad, activation) uses."""
-    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, traceable, batch_dims)
+    return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, batch_dims, check)
+
+
+class _Round(torch.autograd.Function):
+    """Rounding as one operation that ``vmap`` sees whole.
+
+    Under ``vmap`` (the vectorized engine) its rule rounds the whole stack of clients
+    in one call, each client with its own blocks, instead of tracing the rounding op
+    by op; a client's NaN stays in its slice, and that client is dropped later.
+    """
+
+    @staticmethod
+    def forward(x, fmt: BlockFormat, generator):  # type: ignore[override]
+        return quantize(x, fmt, generator)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        pass
+
+    @staticmethod
+    def vmap(info, in_dims, x, fmt, generator):  # type: ignore[override]
+        stacked = x.movedim(in_dims[0], 0)
+        return quantize(stacked, fmt, generator, batch_dims=1, check=False), 0
 
 
 class _RoundForwardAndBackward(torch.autograd.Function):
@@ -31,16 +53,16 @@ class _RoundForwardAndBackward(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, act: BlockFormat, err: BlockFormat, generator, traceable: bool):  # type: ignore[override]
-        return quantize(x, act, generator, traceable)
+    def forward(x, act: BlockFormat, err: BlockFormat, generator):  # type: ignore[override]
+        return _Round.apply(x, act, generator)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
-        _, _, ctx.err, ctx.generator, ctx.traceable = inputs
+        _, _, ctx.err, ctx.generator = inputs
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        return quantize(grad_out, ctx.err, ctx.generator, ctx.traceable), None, None, None, None
+        return _Round.apply(grad_out, ctx.err, ctx.generator), None, None, None
 
 
 class ActQuant(nn.Module):
@@ -51,14 +73,13 @@ class ActQuant(nn.Module):
         self.act: BlockFormat | None = None
         self.err: BlockFormat | None = None
         self.generator: torch.Generator | None = None
-        self.traceable = False
 
     def forward(self, x: Tensor) -> Tensor:
         if self.act is None or self.err is None:
             return x
         if self.act.full_precision and self.err.full_precision:
             return x
-        return _RoundForwardAndBackward.apply(x, self.act, self.err, self.generator, self.traceable)
+        return _RoundForwardAndBackward.apply(x, self.act, self.err, self.generator)
 
     def extra_repr(self) -> str:
         return "off" if self.act is None else f"act={self.act}, err={self.err}"
@@ -69,16 +90,13 @@ def attach_precision(
     act: BlockFormat | None,
     err: BlockFormat | None,
     generator: torch.Generator | None = None,
-    traceable: bool = False,
 ) -> int:
     """Switch every rounding point of ``model`` to these formats (None turns them off).
 
-    ``traceable`` selects the vmap-safe rounding (see ``block_quantize``). Returns how
-    many rounding points the model has, so callers can tell a model that has none
-    (a mistake for low-precision training) from one that does.
+    Returns how many rounding points the model has, so callers can tell a model that
+    has none (a mistake for low-precision training) from one that does.
     """
     points = [m for m in model.modules() if isinstance(m, ActQuant)]
     for point in points:
         point.act, point.err, point.generator = act, err, generator
-        point.traceable = traceable
     return len(points)

@@ -85,13 +85,6 @@ def block_exponents(x: Tensor, block: str) -> Tensor:
     return _exponent(top, bottom)
 
 
-def _pow2_bits(exponent: Tensor) -> Tensor:
-    biased = exponent.to(torch.int32) + 127
-    shift = (biased + 22).clamp(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
-    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
-    return bits.view(torch.float32)
-
-
 def pow2(exponent: Tensor) -> Tensor:
     """Exactly 2^e as float32 for integer e in [-149, 127], built from its bit pattern.
 
@@ -103,10 +96,12 @@ def pow2(exponent: Tensor) -> Tensor:
     biased = exponent.to(torch.int32) + 127
     if bool(biased.min() > 0):
         return (biased << 23).view(torch.float32)
-    return _pow2_bits(exponent)
+    shift = (biased + 22).clamp(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
+    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
+    return bits.view(torch.float32)
 
 
-def _uniform_like(m: Tensor, generator: torch.Generator | None, traceable: bool) -> Tensor:
+def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
     """U[0,1) noise shaped like m, drawn reproducibly from ``generator``.
 
     On the CPU, torch's Mersenne Twister is single-threaded and dominates the cost
@@ -114,17 +109,17 @@ def _uniform_like(m: Tensor, generator: torch.Generator | None, traceable: bool)
     twice as fast and just as reproducible. Small tensors, and other devices, use
     torch's own generator: there seeding numpy would cost more than it saves.
     """
-    if traceable or m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
+    if m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
         return torch.rand(m.shape, generator=generator, device=m.device, dtype=m.dtype)
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     return torch.from_numpy(np.random.default_rng(seed).random(m.shape, dtype=np.float32))
 
 
-def _round_(m: Tensor, rounding: str, generator: torch.Generator | None, traceable: bool) -> Tensor:
+def _round_(m: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
     """Round the fresh float tensor m to integers in place: floor(m + u), or to nearest."""
     if rounding == "nearest":
         return m.round_()
-    return m.add_(_uniform_like(m, generator, traceable)).floor_()
+    return m.add_(_uniform_like(m, generator)).floor_()
 
 
 def _mantissa(
@@ -133,24 +128,19 @@ def _mantissa(
     block: str,
     rounding: str,
     generator: torch.Generator | None,
-    traceable: bool = False,
     batch_dims: int = 0,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(integer-valued float mantissas, int32 exponents, step) of x in the given format.
-
-    ``traceable`` drops everything that reads values on the host (the NaN check, the
-    short path of ``pow2``, numpy noise) so the same arithmetic runs under ``vmap``;
-    callers then check for NaN themselves.
-    """
+    """(integer-valued float mantissas, int32 exponents, step) of x in the given format."""
     check_rounding(rounding)
     x = x.detach().float()
     top, bottom = _block_range(x, block, batch_dims)
-    if not traceable:
+    if check:
         _check_finite(top, bottom, x)
     e = _exponent(top, bottom)
-    step = _pow2_bits(e - (bits - 2)) if traceable else pow2(e - (bits - 2))
+    step = pow2(e - (bits - 2))
     limit = 2.0 ** (bits - 1)
-    m = _round_(x / step, rounding, generator, traceable).clamp(-limit, limit - 1)
+    m = _round_(x / step, rounding, generator).clamp(-limit, limit - 1)
     return m, e, step
 
 
@@ -160,20 +150,20 @@ def block_quantize(
     block: str = "BC",
     rounding: str = "stochastic",
     generator: torch.Generator | None = None,
-    traceable: bool = False,
     batch_dims: int = 0,
+    check: bool = True,
 ) -> Tensor:
     """Round x to W-bit block floating point and return it as a float tensor of x's dtype.
 
     ``bits=32`` is full precision and returns x unchanged. Stochastic rounding is
     unbiased (``E[Q(x)] = x`` away from saturation); it draws from ``generator`` so
-    runs are reproducible. ``traceable=True`` makes it safe under ``torch.func.vmap``
-    (no NaN check: the caller must do it). ``batch_dims`` rounds a stack of tensors,
-    each with its own blocks, in one call.
+    runs are reproducible. ``batch_dims`` rounds a stack of tensors (one per client),
+    each with its own blocks, in one call; with ``check=False`` a NaN/Inf stays in its
+    own slice instead of raising, for callers that drop such clients themselves.
     """
     if check_bits(bits) == 32:
         return x
-    m, _, step = _mantissa(x, bits, block, rounding, generator, traceable, batch_dims)
+    m, _, step = _mantissa(x, bits, block, rounding, generator, batch_dims, check)
     return m.mul_(step).to(x.dtype)
 
 

@@ -47,11 +47,9 @@ class PrecisionPolicy:
     def full_precision(self) -> bool:
         return all(f.full_precision for f in (self.weight, self.grad, self.act, self.err))
 
-    def attach(
-        self, model: nn.Module, generator: torch.Generator | None = None, traceable: bool = False
-    ) -> None:
+    def attach(self, model: nn.Module, generator: torch.Generator | None = None) -> None:
         """Turn on activation/error rounding in ``model`` (a no-op for full precision)."""
-        found = attach_precision(model, self.act, self.err, generator, traceable)
+        found = attach_precision(model, self.act, self.err, generator)
         if found == 0 and not (self.act.full_precision and self.err.full_precision):
             raise ValueError(
                 f"{type(model).__name__} has no ActQuant points to round activations at"
