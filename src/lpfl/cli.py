@@ -8,6 +8,7 @@ name, one default and one help text.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -57,11 +58,34 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
             flag(f.name), type=kind, default=None, metavar=f.name.upper(), help=help_
         )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or split summary")
+    parser.add_argument(
+        "--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint"
+    )
 
 
 def _config_from(args: argparse.Namespace) -> RunConfig:
     overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)}
-    return make_config(args.config, **overrides)
+    if args.resume is None:
+        return make_config(args.config, **overrides)
+    given = [flag(k) for k, v in overrides.items() if v is not None] + (
+        ["--config"] * bool(args.config)
+    )
+    if given:
+        raise ConfigError(
+            f"--resume: takes every setting from the run's results.json; drop {given[0]}"
+        )
+    return resumed_config(args.resume)
+
+
+def resumed_config(directory: str) -> RunConfig:
+    """The settings a run was started with, read back from its folder."""
+    path = Path(directory) / "results.json"
+    try:
+        saved = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--resume: cannot read the run's settings from {path}: {exc}") from None
+    known = {f.name for f in fields(RunConfig)}
+    return make_config(**{k: v for k, v in saved.items() if k in known} | {"out": directory})
 
 
 def _format_summary(recorder: Recorder) -> str:
@@ -74,7 +98,7 @@ def _format_summary(recorder: Recorder) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from(args)
     log = (lambda _msg: None) if args.quiet else print
-    recorder = run_simulation(cfg, progress=not args.quiet, log=log)
+    recorder = run_simulation(cfg, progress=not args.quiet, log=log, resume=args.resume is not None)
     print(
         f"final accuracy (mean ± std of the last 5 evaluated rounds): {_format_summary(recorder)}"
     )

@@ -83,6 +83,9 @@ class RunConfig:
     )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
+    checkpoint_every: int = _opt(
+        10, "save a resumable checkpoint in --out every N rounds (0: never)"
+    )
 
     @property
     def clients_per_round(self) -> int:
@@ -131,6 +134,7 @@ class RunConfig:
             ("moving_average", 0 <= self.moving_average < 1, "must be in [0, 1)"),
             ("ma_start", self.ma_start >= 1, "must be >= 1"),
             ("eval_every", self.eval_every >= 1, "must be >= 1"),
+            ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
         ]
         for name, ok, rule in checks:
             if not ok:

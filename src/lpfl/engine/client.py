@@ -65,6 +65,13 @@ class LocalTrainer:
         self.opt_states: dict[int, dict] = {}
         policy.attach(model, generator)
 
+    def state_dict(self) -> dict:
+        """The per-client optimizer states, for checkpoints."""
+        return {"opt_states": self.opt_states}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt_states = state["opt_states"]
+
     def train_round(
         self, sampled: list[int], start: State, data: list[ClientData]
     ) -> list[ClientUpdate | Rejection]:

@@ -22,6 +22,7 @@ from ..data import DATASETS, load_dataset, normalize, partition, summarize_parti
 from ..models import build_model
 from ..quant import PrecisionPolicy
 from ..wire import WireError, decode, encode, fp32_bytes
+from . import checkpoint
 from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
@@ -46,13 +47,15 @@ def run_simulation(
     log: Callable[[str], None] = print,
     label: str = "",
     on_upload: Callable[[int, int, bytes], None] | None = None,
+    resume: bool = False,
 ) -> Recorder:
     """Run one FL experiment; returns the recorder holding every round's metrics.
 
     Results are written to ``cfg.out`` as they are produced. A diverging run stops
     with status "diverged" and its message; its earlier rounds are kept.
     ``on_upload(round, client, payload)`` sees every client update as sent, for
-    traffic studies that need the real bytes.
+    traffic studies that need the real bytes. ``resume`` continues from the last
+    checkpoint in ``cfg.out`` and gives the rounds an uninterrupted run would.
     """
     device = resolve_device(cfg.device)
     spec = DATASETS[cfg.dataset]
@@ -88,7 +91,6 @@ def run_simulation(
         generator=generator,
     )
     uplink = cfg.uplink()
-    recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
     trainer_class = VectorizedTrainer if cfg.engine == "vectorized" else LocalTrainer
     trainer = trainer_class(
         worker,
@@ -102,8 +104,37 @@ def run_simulation(
         persist=cfg.optimizer_state == "persist",
     )
     rng = np.random.default_rng(cfg.seed)
+    done, history = 0, None
+    if resume:
+        if not cfg.out:
+            raise ConfigError("--resume: needs the run's folder (--out)")
+        try:
+            ckpt = checkpoint.load(cfg.out, device)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"--resume: {exc}") from None
+        done, history = ckpt["round"], ckpt["history"]
+        server.model = ckpt["server_model"]
+        trainer.load_state_dict(ckpt["trainer"])
+        rng.bit_generator.state = ckpt["numpy_rng"]
+        generator.set_state(ckpt["torch_generator"])
+        log(f"resuming after round {done} of {cfg.rounds}")
+    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history)
 
-    bar = tqdm(range(1, cfg.rounds + 1), desc=label or "rounds", disable=not progress, leave=True)
+    def save_checkpoint(rnd: int) -> None:
+        checkpoint.save(
+            cfg.out,
+            {
+                "round": rnd,
+                "history": recorder.state_dict(),
+                "server_model": server.model,
+                "trainer": trainer.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_generator": generator.get_state(),
+            },
+        )
+
+    rounds = range(done + 1, cfg.rounds + 1)
+    bar = tqdm(rounds, desc=label or "rounds", disable=not progress, initial=done, total=cfg.rounds)
     try:
         for rnd in bar:
             tic = time.perf_counter()
@@ -154,8 +185,12 @@ def run_simulation(
             )
             if acc is not None:
                 bar.set_postfix(acc=f"{acc:.4f}", loss=f"{loss:.3f}", train=f"{train_loss:.3f}")
+            if cfg.out and cfg.checkpoint_every and rnd % cfg.checkpoint_every == 0:
+                save_checkpoint(rnd)
     except DivergenceError as exc:
         recorder.finish("diverged", str(exc))
+        if cfg.out:
+            checkpoint.remove(cfg.out)
         raise
     except BaseException as exc:  # an interrupt or a bug: say so in results.json, keep the rounds
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
@@ -163,4 +198,6 @@ def run_simulation(
     finally:
         bar.close()
     recorder.finish()
+    if cfg.out:
+        checkpoint.remove(cfg.out)
     return recorder

@@ -66,9 +66,12 @@ class Recorder:
         out: str | os.PathLike | None,
         config: dict[str, Any],
         model_fp32_bytes: int | None = None,
+        history: dict[str, Any] | None = None,
     ) -> None:
-        self.rounds: list[RoundMetrics] = []
-        self.rejections: list[dict[str, Any]] = []
+        """``history`` (from ``state_dict``) continues a resumed run's records."""
+        history = history or {"rounds": [], "rejections": []}
+        self.rounds = [RoundMetrics(**r) for r in history["rounds"]]
+        self.rejections: list[dict[str, Any]] = list(history["rejections"])
         self.config = config
         self.model_fp32_bytes = model_fp32_bytes
         self.status = "running"
@@ -81,7 +84,16 @@ class Recorder:
                 self._csv, fieldnames=list(RoundMetrics.__dataclass_fields__)
             )
             self._writer.writeheader()
+            for metrics in self.rounds:
+                self._write_row(metrics)
             self._write_json()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rounds": [asdict(r) for r in self.rounds], "rejections": self.rejections}
+
+    def _write_row(self, metrics: RoundMetrics) -> None:
+        self._writer.writerow({k: _json_safe(v) for k, v in asdict(metrics).items()})
+        self._csv.flush()
 
     def reject(self, round_: int, client: int, reason: str) -> None:
         """Keep why a client's update was not used; written with the next round's record."""
@@ -90,8 +102,7 @@ class Recorder:
     def record(self, metrics: RoundMetrics) -> None:
         self.rounds.append(metrics)
         if self.dir is not None:
-            self._writer.writerow({k: _json_safe(v) for k, v in asdict(metrics).items()})
-            self._csv.flush()
+            self._write_row(metrics)
             self._write_json()
 
     def finish(self, status: str = "completed", error: str | None = None) -> None:

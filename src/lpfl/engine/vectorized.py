@@ -64,6 +64,13 @@ class VectorizedTrainer:
 
         self._grad = vmap(grad_and_value(loss), randomness="different")
 
+    def state_dict(self) -> dict:
+        """The per-client optimizer states, for checkpoints."""
+        return {"saved": self.saved}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.saved = state["saved"]
+
     def train_round(
         self, sampled: list[int], start: State, data: list[ClientData]
     ) -> list[ClientUpdate | Rejection]:

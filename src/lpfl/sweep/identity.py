@@ -7,7 +7,9 @@ config (every field, defaults included) minus the fields in ``NOT_IDENTITY``:
 - ``out``: where results go, not what they are;
 - ``device``: CPU and GPU runs of one setting are the same experiment (their float
   rounding may differ in the last bits, which no table resolves);
-- ``data_dir``: where the dataset lives, not which dataset it is.
+- ``data_dir``: where the dataset lives, not which dataset it is;
+- ``checkpoint_every``: how often progress is saved; a resumed run ends exactly as an
+  uninterrupted one.
 
 Every other field stays, including ``eval_every`` (it decides which rounds the final
 accuracy averages) and ``compression`` (lossless, but it changes the byte counts).
@@ -22,7 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-NOT_IDENTITY = frozenset({"out", "device", "data_dir"})
+NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every"})
 HASH_CHARS = 12
 
 

@@ -5,7 +5,8 @@ Layout under the sweep's folder ``OUT``:
 - ``OUT/<hash>/``: a finished run (status completed or diverged); never touched again;
 - ``OUT/<hash>.partial/``: the run in progress. It is renamed to ``OUT/<hash>/`` only
   once the run has finished, so a crash or a kill cannot leave a half-written run that
-  looks finished; the next invocation deletes it and starts that run from scratch.
+  looks finished. The next invocation resumes it from its last checkpoint (runs save
+  one every ``checkpoint_every`` rounds), or starts it afresh if it has none.
 
 The ``out`` recorded inside results.json is therefore the ``.partial`` path the run was
 written to; the folder name (the hash) is what identifies a run.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..engine import DivergenceError, run_simulation
+from ..engine import DivergenceError, checkpoint, run_simulation
 from .spec import Point
 
 FINISHED = ("completed", "diverged")  # a diverged run is a result, not an error to retry
@@ -57,11 +58,15 @@ def point_state(out: Path, point: Point) -> str:
 
 def _run_point(point: Point, out: Path, progress: bool) -> str:
     final, partial = out / point.hash, out / f"{point.hash}.partial"
-    for stale in (final, partial):
-        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    resume = (partial / checkpoint.FILENAME).exists()
+    if not resume:
+        shutil.rmtree(partial, ignore_errors=True)
     cfg = replace(point.config, out=str(partial))
     try:
-        run_simulation(cfg, progress=progress, log=lambda _msg: None, label=point.label)
+        run_simulation(
+            cfg, progress=progress, log=lambda _msg: None, label=point.label, resume=resume
+        )
         status = "completed"
     except DivergenceError:
         status = "diverged"

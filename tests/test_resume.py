@@ -1,0 +1,90 @@
+"""An interrupted run resumes from its checkpoint and ends exactly as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import lpfl.engine.loop as loop
+from lpfl import cli
+from lpfl.config import make_config
+from lpfl.engine import run_simulation
+
+SETTINGS = dict(dataset="digits", model="mlp", clients=6, participation=0.5, rounds=6, bits=6)
+
+
+def _rounds(out):
+    data = json.loads((out / "results.json").read_text())
+    return data, [{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]]
+
+
+@pytest.mark.parametrize("engine", ["vectorized", "sequential"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch, engine):
+    quiet = dict(progress=False, log=lambda _m: None)
+    straight = tmp_path / "straight"
+    run_simulation(make_config(**SETTINGS, engine=engine, out=str(straight)), **quiet)
+
+    crashed = tmp_path / "crashed"
+    cfg = make_config(**SETTINGS, engine=engine, out=str(crashed), checkpoint_every=2)
+    real_evaluate = loop.evaluate
+    calls = {"n": 0}
+
+    def dies_in_round_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("power cut")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", dies_in_round_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(cfg, **quiet)
+    data, _ = _rounds(crashed)
+    assert data["status"] == "failed" and len(data["rounds"]) == 4
+    assert (crashed / "checkpoint.pt").exists()
+
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    assert cli.main(["run", "--resume", str(crashed), "--quiet"]) == 0
+    resumed, rows = _rounds(crashed)
+    assert resumed["status"] == "completed"
+    assert rows == _rounds(straight)[1], "rounds 5-6 redone from the round-4 checkpoint"
+    assert len((crashed / "metrics.csv").read_text().splitlines()) == 7
+    assert not (crashed / "checkpoint.pt").exists(), "a finished run drops its checkpoint"
+
+
+def test_resume_refuses_other_flags_and_missing_runs(tmp_path, capsys):
+    assert cli.main(["run", "--resume", str(tmp_path), "--bits", "8"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "results.json" in capsys.readouterr().err
+
+
+def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch):
+    from lpfl.sweep import load_spec, run_sweep
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        '[base]\ndataset = "digits"\nmodel = "mlp"\nclients = 6\nparticipation = 0.5\n'
+        "rounds = 6\nbits = 6\ncheckpoint-every = 2\n[grid]\nseed = [0]\n"
+    )
+    points = load_spec(spec).points()
+    out = tmp_path / "runs"
+    real_evaluate, calls = loop.evaluate, {"n": 0}
+
+    def dies_in_round_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", dies_in_round_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(points, out, progress=False)
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    resumed = []
+    original_load = loop.checkpoint.load
+    monkeypatch.setattr(loop.checkpoint, "load", lambda *a: resumed.append(1) or original_load(*a))
+    assert run_sweep(points, out, progress=False).ran == 1
+    assert resumed == [1]
+    data = json.loads((out / points[0].hash / "results.json").read_text())
+    assert data["status"] == "completed" and len(data["rounds"]) == 6
