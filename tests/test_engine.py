@@ -66,6 +66,7 @@ def test_results_schema_and_csv(tmp_path, tiny):
     assert set(data["rounds"][0]) == {
         "round", "test_accuracy", "test_loss", "train_loss", "seconds",
         "clients", "uploads", "rejected", "bytes_up", "bytes_down",
+        "quantized_test_accuracy", "quantized_test_loss",
     }  # fmt: skip
     accs = [r["test_accuracy"] for r in data["rounds"] if r["test_accuracy"] is not None]
     assert data["summary"]["final_accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
@@ -178,3 +179,12 @@ def test_corrupted_uploads_are_rejected_and_the_run_goes_on(tmp_path, tiny, monk
     assert [x["round"] for x in data["rejections"]] == [1, 2, 3]
     assert all("truncated" in x["reason"] for x in data["rejections"])
     assert data["status"] == "completed"
+
+
+def test_eval_quantized_reports_both_views_without_changing_training(tiny):
+    plain = _quiet(make_config(**tiny, bits=4))
+    both = _quiet(make_config(**tiny, bits=4, eval_quantized=True))
+    assert [r.test_loss for r in both.rounds] == [r.test_loss for r in plain.rounds]
+    assert all(r.quantized_test_accuracy is None for r in plain.rounds)
+    assert all(r.quantized_test_loss is not None for r in both.rounds)
+    assert [r.quantized_test_loss for r in both.rounds] != [r.test_loss for r in both.rounds]

@@ -82,6 +82,9 @@ class RunConfig:
         ("vectorized", "sequential"),
     )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
+    eval_quantized: bool = _opt(
+        False, "also evaluate with the clients' activation rounding on (the reference's way)"
+    )
     out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
     checkpoint_every: int = _opt(
         10, "save a resumable checkpoint in --out every N rounds (0: never)"

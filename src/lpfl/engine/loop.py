@@ -77,6 +77,16 @@ def run_simulation(
     torch.manual_seed(cfg.seed)
     global_model = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
     worker = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+    quantized_eval = None
+    if cfg.eval_quantized:
+        # The reference evaluates its low-bit runs with the clients' stochastic activation
+        # rounding still on; this reproduces that view beside the proper fp32 one. Its own
+        # generator keeps the training's random stream unchanged.
+        quantized_eval = build_model(cfg.model, spec.channels, spec.size, spec.num_classes)
+        quantized_eval = quantized_eval.to(device)
+        PrecisionPolicy.uniform(cfg.bits, cfg.rounding, act_block=cfg.act_block).attach(
+            quantized_eval, torch.Generator(device).manual_seed(cfg.seed + 1)
+        )
     generator = torch.Generator(device).manual_seed(cfg.seed)
     policy = PrecisionPolicy.uniform(
         cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
@@ -159,12 +169,15 @@ def run_simulation(
             rejected = dropped + server.update(rnd, replies)
             for r in rejected:
                 recorder.reject(rnd, r.client, r.reason)
-            acc = loss = None
+            acc = loss = acc_q = loss_q = None
             if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
                 global_model.load_state_dict(server.model)
                 acc, loss = evaluate(global_model, x_test, y_test, norm)
                 if not np.isfinite(loss):
                     raise DivergenceError(f"round {rnd}: test loss is {loss}")
+                if quantized_eval is not None:
+                    quantized_eval.load_state_dict(server.model)
+                    acc_q, loss_q = evaluate(quantized_eval, x_test, y_test, norm)
             losses = [(u.train_loss, u.num_samples) for u in replies if u.num_samples]
             train_loss = (
                 sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
@@ -181,6 +194,8 @@ def run_simulation(
                     rejected=len(rejected),
                     bytes_up=sum(len(r.payload) for r in replies),
                     bytes_down=len(broadcast) * len(sampled),
+                    quantized_test_accuracy=acc_q,
+                    quantized_test_loss=loss_q,
                 )
             )
             if acc is not None:

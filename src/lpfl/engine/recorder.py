@@ -31,6 +31,8 @@ class RoundMetrics:
     rejected: int = 0  # clients dropped in training plus replies the server refused
     bytes_up: int = 0  # wire bytes, summed over the round's uploads
     bytes_down: int = 0  # wire bytes, summed over the round's downloads
+    quantized_test_accuracy: float | None = None  # with --eval-quantized: activation
+    quantized_test_loss: float | None = None  # rounding on, as the reference evaluates
 
 
 def summarize(
