@@ -20,6 +20,18 @@ MODEL_NAMES = ("convnet", "mlp", "resnet8", "resnet18")
 PARTITIONS = ("dirichlet", "dirichlet-plain", "iid")
 
 
+TRACKERS = ("tensorboard", "wandb")
+
+
+def parse_trackers(value: str) -> tuple[str, ...]:
+    """``"none"`` or a comma-separated list of tracker names."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ValueError(f"unknown tracker {unknown[0]!r}; choose from none, {', '.join(TRACKERS)}")
+    return names
+
+
 class ConfigError(ValueError):
     """A setting out of range; the message starts with the flag that holds it."""
 
@@ -86,6 +98,7 @@ class RunConfig:
         False, "also evaluate with the clients' activation rounding on (the reference's way)"
     )
     out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
+    trackers: str = _opt("none", "also log rounds to tensorboard and/or wandb (comma-separated)")
     checkpoint_every: int = _opt(
         10, "save a resumable checkpoint in --out every N rounds (0: never)"
     )
@@ -139,6 +152,10 @@ class RunConfig:
             ("eval_every", self.eval_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
         ]
+        try:
+            parse_trackers(self.trackers)
+        except ValueError as exc:
+            raise ConfigError(f"--trackers: {exc}") from None
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{flag(name)}: {rule}, got {getattr(self, name)!r}")

@@ -11,13 +11,14 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..algorithms import build_algorithm
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, load_dataset, normalize, partition, summarize_partition
 from ..models import build_model
 from ..quant import PrecisionPolicy
@@ -28,6 +29,7 @@ from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder, RoundMetrics
 from .server import Server
+from .trackers import open_trackers
 from .vectorized import VectorizedTrainer
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,8 @@ def run_simulation(
         rng.bit_generator.state = ckpt["numpy_rng"]
         generator.set_state(ckpt["torch_generator"])
         log(f"resuming after round {done} of {cfg.rounds}")
-    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history)
+    trackers = open_trackers(parse_trackers(cfg.trackers), Path(cfg.out or "."), config)
+    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers)
 
     def save_checkpoint(rnd: int) -> None:
         checkpoint.save(

@@ -69,8 +69,11 @@ class Recorder:
         config: dict[str, Any],
         model_fp32_bytes: int | None = None,
         history: dict[str, Any] | None = None,
+        trackers: list[Any] | None = None,
     ) -> None:
-        """``history`` (from ``state_dict``) continues a resumed run's records."""
+        """``history`` (from ``state_dict``) continues a resumed run's records;
+        ``trackers`` (see trackers.py) also receive every round."""
+        self.trackers = trackers or []
         history = history or {"rounds": [], "rejections": []}
         self.rounds = [RoundMetrics(**r) for r in history["rounds"]]
         self.rejections: list[dict[str, Any]] = list(history["rejections"])
@@ -103,12 +106,16 @@ class Recorder:
 
     def record(self, metrics: RoundMetrics) -> None:
         self.rounds.append(metrics)
+        for tracker in self.trackers:
+            tracker.log(metrics)
         if self.dir is not None:
             self._write_row(metrics)
             self._write_json()
 
     def finish(self, status: str = "completed", error: str | None = None) -> None:
         self.status, self.error = status, error
+        for tracker in self.trackers:
+            tracker.close()
         if self.dir is not None:
             self._write_json()
             self._csv.close()
