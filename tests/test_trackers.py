@@ -32,5 +32,5 @@ def test_wandb_logs_offline(tmp_path, monkeypatch):
 
 
 def test_unknown_tracker_is_refused():
-    with pytest.raises(ConfigError, match="^--trackers: unknown tracker 'mlflow'"):
+    with pytest.raises(ConfigError, match=r"^--trackers: unknown tracker 'mlflow'"):
         make_config(trackers="tensorboard,mlflow")
