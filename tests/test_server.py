@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lpfl.algorithms import ClientUpdate, FedAvg, weighted_mean
+from lpfl.algorithms.server_optimizers import ServerAdam, ServerMomentum, ServerSGD
 from lpfl.engine import ClientReply, DivergenceError, Server
 from lpfl.quant import block_exponents, block_quantize
 from lpfl.wire import WireFormat, decode, encode
@@ -142,3 +143,38 @@ def test_when_no_reply_survives_the_model_is_unchanged(caplog):
         rejected = server.update(3, [ClientReply(0, b"junk", 1, 0.1), ClientReply(1, b"", 1, 0.1)])
     assert len(rejected) == 2 and "global model unchanged" in caplog.text
     assert torch.equal(server.model["w"], torch.full(SHAPE, 7.0))
+
+
+def test_server_sgd_with_lr_one_minus_lambda_is_exactly_the_moving_average():
+    torch.manual_seed(0)
+    w, agg = torch.randn(50), torch.randn(50)
+    for lam in (0.9, 0.5, 0.99):
+        stepped = ServerSGD(1 - lam).step({"w": w}, {"w": agg})["w"]
+        assert torch.equal(stepped, lam * w + (1 - lam) * agg)
+    assert ServerSGD(1.0).step({"w": w}, {"w": agg})["w"] is agg
+
+
+def test_server_momentum_and_adam_follow_their_update_rules():
+    w, agg = {"w": torch.zeros(3)}, {"w": torch.tensor([1.0, -2.0, 0.5])}
+    mom = ServerMomentum(lr=0.5, momentum=0.9)
+    w1 = mom.step(w, agg)["w"]  # v = delta
+    assert torch.allclose(w1, 0.5 * agg["w"])
+    w2 = mom.step({"w": w1}, agg)["w"]  # v = 0.9 * delta_1 + delta_2
+    delta2 = agg["w"] - w1
+    assert torch.allclose(w2, w1 + 0.5 * (0.9 * agg["w"] + delta2))
+    adam = ServerAdam(lr=0.1, betas=(0.9, 0.99), tau=1e-3)
+    first = adam.step(w, agg)["w"]
+    d = agg["w"]
+    expected = 0.1 * (0.1 * d) / ((0.01 * d * d).sqrt() + 1e-3)
+    assert torch.allclose(first, expected) and torch.equal(first.sign(), d.sign())
+
+
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_server_optimizers_run_end_to_end(opt):
+    from lpfl.config import make_config
+    from lpfl.engine import run_simulation
+
+    cfg = make_config(dataset="digits", model="mlp", clients=4, participation=1.0, rounds=3,
+                      server_opt=opt, server_lr=0.05 if opt == "adam" else 0.5)  # fmt: skip
+    rec = run_simulation(cfg, progress=False, log=lambda _m: None)
+    assert all(r.test_loss is not None and r.test_loss < 10 for r in rec.rounds)

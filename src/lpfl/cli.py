@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, flag, make_config
+from .config import ConfigError, RunConfig, field_type, flag, make_config
 from .data import DataFormatError, DatasetNotFoundError
 from .engine import DivergenceError, Recorder, run_simulation
 from .report import default_report_dir, plot_accuracy, write_report
@@ -53,7 +53,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                 flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_
             )
             continue
-        kind = type(f.default) if f.default is not None else str
+        kind = field_type(f.name)
         parser.add_argument(
             flag(f.name), type=kind, default=None, metavar=f.name.upper(), help=help_
         )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
 from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
 
@@ -76,6 +78,11 @@ class RunConfig:
         0.9, "server moving-average factor lambda in [0, 1); 0 turns it off"
     )
     ma_start: int = _opt(1, "round whose aggregate starts the moving average")
+    server_opt: str = _opt(
+        "sgd", "server step on the pseudo-gradient (sgd = the moving average)", SERVER_OPTIMIZERS
+    )
+    server_lr: float | None = _opt(None, "server learning rate (default: 1 - moving-average)")
+    server_momentum: float = _opt(0.9, "momentum of --server-opt momentum")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -118,6 +125,9 @@ class RunConfig:
         bits = self.bits if self.download_quant else FULL_PRECISION
         return WireFormat(bits, self.weight_block, self.rounding, self.wire_float, self.compression)
 
+    def resolved_server_lr(self) -> float:
+        return self.server_lr if self.server_lr is not None else 1.0 - self.moving_average
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir:
             return Path(self.data_dir).expanduser()
@@ -151,6 +161,8 @@ class RunConfig:
             ("ma_start", self.ma_start >= 1, "must be >= 1"),
             ("eval_every", self.eval_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
+            ("server_lr", self.server_lr is None or self.server_lr > 0, "must be > 0"),
+            ("server_momentum", 0 <= self.server_momentum < 1, "must be in [0, 1)"),
         ]
         try:
             parse_trackers(self.trackers)
@@ -169,15 +181,19 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def field_type(name: str) -> type:
+    """The value type of a setting: ``float`` for ``float | None``, and so on."""
+    hint = typing.get_type_hints(RunConfig)[name]
+    return next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+
+
 def field_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Check a TOML value has the field's type (TOML ints are fine where floats are expected)."""
-    kind = type(field_defaults()[name])
-    if value is None or field_defaults()[name] is None:
-        return value
+    kind = field_type(name)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..algorithms import build_algorithm
+from ..algorithms.server_optimizers import build_server_optimizer
 from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, load_dataset, normalize, partition, summarize_partition
 from ..models import build_model
@@ -101,6 +102,9 @@ def run_simulation(
         cfg.ma_start,
         downlink=cfg.downlink(),
         generator=generator,
+        optimizer=build_server_optimizer(
+            cfg.server_opt, cfg.resolved_server_lr(), cfg.server_momentum
+        ),
     )
     uplink = cfg.uplink()
     trainer_class = VectorizedTrainer if cfg.engine == "vectorized" else LocalTrainer
@@ -125,7 +129,7 @@ def run_simulation(
         except FileNotFoundError as exc:
             raise ConfigError(f"--resume: {exc}") from None
         done, history = ckpt["round"], ckpt["history"]
-        server.model = ckpt["server_model"]
+        server.load_state_dict(ckpt["server"])
         trainer.load_state_dict(ckpt["trainer"])
         rng.bit_generator.state = ckpt["numpy_rng"]
         generator.set_state(ckpt["torch_generator"])
@@ -139,7 +143,7 @@ def run_simulation(
             {
                 "round": rnd,
                 "history": recorder.state_dict(),
-                "server_model": server.model,
+                "server": server.state_dict(),
                 "trainer": trainer.state_dict(),
                 "numpy_rng": rng.bit_generator.state,
                 "torch_generator": generator.get_state(),

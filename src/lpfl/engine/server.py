@@ -1,7 +1,9 @@
-"""The server: decodes client replies, aggregates in float32 and keeps the moving average.
+"""The server: decodes client replies, aggregates in float32, steps the global model.
 
-``w̄ ← λ·w̄ + (1-λ)·aggregate``. Since clients start from w̄, this is FedAvg with a
-server learning rate of 1-λ; it smooths out the drift of low-precision local models.
+The default step is the paper's moving average ``w̄ ← λ·w̄ + (1-λ)·aggregate``. Since
+clients start from w̄, this is FedAvg with a server learning rate of 1-λ; it smooths
+out the drift of low-precision local models. FedAvgM and FedAdam steps plug in the
+same way (``algorithms/server_optimizers.py``).
 Replies arrive as wire-format bytes; one that cannot be trusted is rejected and
 logged, and the round goes on with the others.
 """
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from ..algorithms import Algorithm, ClientUpdate, State
+from ..algorithms.server_optimizers import ServerOptimizer, ServerSGD
 from ..wire import WireError, WireFormat, decode, encode
 from .messages import ClientReply, DivergenceError, Rejection
 
@@ -29,11 +32,13 @@ class Server:
         ma_start: int = 1,
         downlink: WireFormat | None = None,
         generator: torch.Generator | None = None,
+        optimizer: ServerOptimizer | None = None,
     ) -> None:
+        """``optimizer`` defaults to the moving average: SGD with learning rate 1-λ."""
         self.model: State = {k: v.detach().float().clone() for k, v in initial.items()}
         self.shapes = {k: tuple(v.shape) for k, v in self.model.items()}
         self.algorithm = algorithm
-        self.moving_average = moving_average
+        self.optimizer = optimizer or ServerSGD(1.0 - moving_average)
         self.ma_start = ma_start
         self.downlink = downlink or WireFormat()
         self.generator = generator
@@ -71,8 +76,15 @@ class Server:
         bad = [k for k, v in aggregate.items() if not bool(torch.isfinite(v).all())]
         if bad:
             raise DivergenceError(f"round {round_}: aggregated model holds NaN/Inf in {bad[:3]}")
-        lam = self.moving_average
-        if lam > 0 and round_ > self.ma_start:
-            self.model = {k: lam * self.model[k] + (1 - lam) * aggregate[k] for k in self.model}
-        else:
+        if round_ > self.ma_start:
+            self.model = self.optimizer.step(self.model, aggregate)
+        else:  # up to the start round the aggregate is taken as it is (and starts the average)
             self.model = aggregate
+
+    def state_dict(self) -> dict:
+        """The global model and the server optimizer's buffers, for checkpoints."""
+        return {"model": self.model, "optimizer": dict(vars(self.optimizer))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model = state["model"]
+        vars(self.optimizer).update(state["optimizer"])
