@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .algorithms import ALGORITHMS
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
 from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
@@ -83,6 +84,8 @@ class RunConfig:
     )
     server_lr: float | None = _opt(None, "server learning rate (default: 1 - moving-average)")
     server_momentum: float = _opt(0.9, "momentum of --server-opt momentum")
+    algorithm: str = _opt("fedavg", "FL algorithm", ALGORITHMS)
+    prox_mu: float = _opt(0.1, "FedProx: weight of mu*||w - w_global||^2 (no 1/2, as the paper)")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -163,6 +166,7 @@ class RunConfig:
             ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
             ("server_lr", self.server_lr is None or self.server_lr > 0, "must be > 0"),
             ("server_momentum", 0 <= self.server_momentum < 1, "must be in [0, 1)"),
+            ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
         ]
         try:
             parse_trackers(self.trackers)

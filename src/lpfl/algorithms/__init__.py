@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from .base import Algorithm, ClientUpdate, State, weighted_mean
 from .fedavg import FedAvg
+from .fedprox import FedProx
 
-ALGORITHMS = ("fedavg",)
+ALGORITHMS = ("fedavg", "fedprox")
 
 
-def build_algorithm(name: str, aggregation: str = "mean") -> Algorithm:
+def build_algorithm(name: str, aggregation: str = "mean", prox_mu: float = 0.1) -> Algorithm:
     if name == "fedavg":
         return FedAvg(aggregation)
+    if name == "fedprox":
+        return FedProx(prox_mu, aggregation)
     raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
 
 
@@ -19,6 +22,7 @@ __all__ = [
     "Algorithm",
     "ClientUpdate",
     "FedAvg",
+    "FedProx",
     "State",
     "build_algorithm",
     "weighted_mean",

@@ -6,7 +6,7 @@ spirit of Flower's strategies: small, with the round loop kept elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +35,14 @@ class Algorithm(Protocol):
         ``weight`` (0/1 per sample) marks the real samples of a padded batch: the
         vectorized engine pads clients that run out of data, and padding must not count.
         """
+        ...
+
+    def begin_local_training(self, start: State) -> None:
+        """Told the model a client starts from (FedProx anchors its penalty there)."""
+        ...
+
+    def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
+        """A term added to the client loss that depends on the weights alone, or None."""
         ...
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:

@@ -6,7 +6,7 @@ original FedAvg's sample-weighted mean.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +28,12 @@ class FedAvg:
         self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
     ) -> Tensor:
         return sample_mean(F.cross_entropy(logits, targets, reduction="none"), weight)
+
+    def begin_local_training(self, start: State) -> None:
+        pass
+
+    def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
+        return None
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         if self.weighting == "weighted":

@@ -94,6 +94,7 @@ class LocalTrainer:
         """Train from ``start``; return the update and the optimizer state to keep for next time."""
         model, gen = self.model, self.generator
         model.load_state_dict(start)
+        self.algorithm.begin_local_training(start)
         model.train()
         params = list(model.parameters())
         opt = self.optimizer.build(params)
@@ -107,13 +108,15 @@ class LocalTrainer:
                 for idx in order.split(self.batch_size):
                     targets = data.y[idx]
                     logits = model(self.normalize(data.x[idx]))
-                    loss = self.algorithm.client_loss(model, logits, targets)
+                    task = self.algorithm.client_loss(model, logits, targets)
+                    penalty = self.algorithm.penalty(dict(model.named_parameters()))
+                    loss = task if penalty is None else task + penalty
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     self.policy.quantize_grads_(params, gen)
                     opt.step()
                     self.policy.quantize_weights_(params, gen)
-                    loss_sum += loss.detach() * len(idx)
+                    loss_sum += task.detach() * len(idx)
         except NonFiniteError as exc:
             raise DivergenceError(f"client {client}: {exc}") from exc
         train_loss = float(loss_sum) / (n * self.local_epochs) if n else float("nan")

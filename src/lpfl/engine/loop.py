@@ -94,7 +94,7 @@ def run_simulation(
     policy = PrecisionPolicy.uniform(
         cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
     )
-    algorithm = build_algorithm("fedavg", cfg.aggregation)
+    algorithm = build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu)
     server = Server(
         global_model.state_dict(),
         algorithm,

@@ -58,11 +58,14 @@ class VectorizedTrainer:
         policy.attach(model, generator)
         self.buffers = dict(model.named_buffers())
 
-        def loss(params: Stacked, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
+        def loss(params: Stacked, x: Tensor, y: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
             logits = functional_call(model, (params, self.buffers), (x,))
-            return algorithm.client_loss(model, logits, y, weight)
+            task = algorithm.client_loss(model, logits, y, weight)
+            penalty = algorithm.penalty(params)
+            return (task if penalty is None else task + penalty), task
 
-        self._grad = vmap(grad_and_value(loss), randomness="different")
+        self._grad = vmap(grad_and_value(loss, has_aux=True), randomness="different")
+        self.algorithm = algorithm
 
     def state_dict(self) -> dict:
         """The per-client optimizer states, for checkpoints."""
@@ -75,6 +78,7 @@ class VectorizedTrainer:
         self, sampled: list[int], start: State, data: list[ClientData]
     ) -> list[ClientUpdate | Rejection]:
         k = len(sampled)
+        self.algorithm.begin_local_training(start)
         names = [n for n, _ in self.model.named_parameters()]
         params = {n: start[n].unsqueeze(0).repeat(k, *([1] * start[n].ndim)) for n in names}
         state = self._gather_state(sampled, params)
@@ -86,7 +90,7 @@ class VectorizedTrainer:
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for idx, w in zip(index, weight, strict=True):  # one step: a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
-                grads, losses = self._grad(params, x, y_all[idx], w)
+                grads, (_, losses) = self._grad(params, x, y_all[idx], w)
                 # A client whose loss or gradients turn NaN/Inf stops here and is rejected;
                 # zeroing its gradients keeps the NaN out of everyone's rounding.
                 failed |= ~(losses.isfinite() & _all_finite(grads))
