@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +55,39 @@ def test_fedprox_learns_digits_at_8_bits():
                       rounds=15, local_epochs=2, algorithm="fedprox", bits=8)  # fmt: skip
     acc = run_simulation(cfg, progress=False, log=lambda _m: None).summary()["final_accuracy_mean"]
     assert acc > 0.5
+
+
+def test_abavg_weights_by_server_accuracy_and_they_sum_to_one():
+    from lpfl.algorithms import ABAvg, ClientUpdate
+
+    scores = {0: 0.9, 1: 0.3, 2: 0.0}
+    abavg = ABAvg(score=lambda state: scores[int(state["id"])])
+    states = {k: {"id": torch.tensor(float(k)), "w": torch.full((2,), float(k))} for k in scores}
+    updates = [ClientUpdate(k, state, 5, 0.1) for k, state in states.items()]
+    agg = abavg.aggregate(updates)
+    assert sum(abavg.last_weights) == pytest.approx(1.0)
+    assert abavg.last_weights == pytest.approx([0.75, 0.25, 0.0])
+    assert torch.allclose(agg["w"], torch.full((2,), 0.25))
+    zero = ABAvg(score=lambda state: 0.0)
+    zero.aggregate(updates)
+    assert zero.last_weights == pytest.approx([1 / 3] * 3)
+
+
+def test_abavg_scores_on_a_training_holdout_never_the_test_set(monkeypatch):
+    import lpfl.engine.loop as loop
+    from lpfl.data import holdout, load_dataset
+
+    train, test = load_dataset("digits")
+    pool, held = holdout(train.y, 0.1, seed=0)
+    assert len(np.intersect1d(pool, held)) == 0 and len(pool) + len(held) == len(train)
+    assert set(np.unique(train.y[held])) == set(range(10)), "stratified"
+    seen = []
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(
+        loop, "evaluate", lambda m, x, y, n: seen.append(len(y)) or real_evaluate(m, x, y, n)
+    )
+    cfg = make_config(dataset="digits", model="mlp", clients=10, participation=0.5, alpha=1.0,
+                      rounds=12, local_epochs=2, algorithm="abavg", bits=8)  # fmt: skip
+    rec = run_simulation(cfg, progress=False, log=lambda _m: None)
+    assert set(seen) == {len(held), len(test)}, "scores use the holdout; the test set only reports"
+    assert rec.summary()["final_accuracy_mean"] > 0.5

@@ -85,6 +85,9 @@ class RunConfig:
     server_lr: float | None = _opt(None, "server learning rate (default: 1 - moving-average)")
     server_momentum: float = _opt(0.9, "momentum of --server-opt momentum")
     algorithm: str = _opt("fedavg", "FL algorithm", ALGORITHMS)
+    server_val_fraction: float = _opt(
+        0.1, "ABAvg: share of the training data the server keeps to score clients"
+    )
     prox_mu: float = _opt(0.1, "FedProx: weight of mu*||w - w_global||^2 (no 1/2, as the paper)")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
@@ -167,6 +170,7 @@ class RunConfig:
             ("server_lr", self.server_lr is None or self.server_lr > 0, "must be > 0"),
             ("server_momentum", 0 <= self.server_momentum < 1, "must be in [0, 1)"),
             ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
+            ("server_val_fraction", 0 < self.server_val_fraction < 0.5, "must be in (0, 0.5)"),
         ]
         try:
             parse_trackers(self.trackers)

@@ -6,7 +6,7 @@ Everything is held as uint8 NCHW numpy arrays; `normalize` turns a batch into mo
 from lpfl.data.arrays import ArrayDataset
 from lpfl.data.errors import DataFormatError, DatasetNotFoundError
 from lpfl.data.loading import load_dataset
-from lpfl.data.partition import PARTITION_METHODS, partition, summarize_partition
+from lpfl.data.partition import PARTITION_METHODS, holdout, partition, summarize_partition
 from lpfl.data.registry import DATASETS, DatasetSpec
 from lpfl.data.transforms import normalize
 
@@ -17,6 +17,7 @@ __all__ = [
     "DataFormatError",
     "DatasetNotFoundError",
     "DatasetSpec",
+    "holdout",
     "load_dataset",
     "normalize",
     "partition",

@@ -120,3 +120,20 @@ def _client_cell(client: int, counts: np.ndarray, id_width: int, size_width: int
     order = np.argsort(-counts, kind="stable")[:top]
     shares = " ".join(f"{label}:{counts[label] / n:.0%}" for label in order if counts[label])
     return f"{prefix}  {shares}"
+
+
+def holdout(labels: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split off a stratified ``fraction`` of the samples: (the rest, the held-out part).
+
+    The server keeps the held-out part as its own labelled validation data (ABAvg),
+    so it is carved from the training set and never taken from the test set.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        held.append(idx[: max(1, round(fraction * len(idx)))])
+    held_out = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), held_out), held_out

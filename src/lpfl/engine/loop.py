@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..algorithms import build_algorithm
+from ..algorithms import NEEDS_SERVER_DATA, build_algorithm
 from ..algorithms.server_optimizers import build_server_optimizer
 from ..config import ConfigError, RunConfig, parse_trackers
-from ..data import DATASETS, load_dataset, normalize, partition, summarize_partition
+from ..data import DATASETS, holdout, load_dataset, normalize, partition, summarize_partition
 from ..models import build_model
 from ..quant import PrecisionPolicy
 from ..wire import WireError, decode, encode, fp32_bytes
@@ -67,7 +67,12 @@ def run_simulation(
         raise ConfigError(
             f"--clients: {cfg.clients} clients but only {len(train)} training samples"
         )
-    parts = partition(train.y, cfg.clients, cfg.partition, cfg.alpha, cfg.seed)
+    pool, server_val = np.arange(len(train)), np.array([], dtype=np.int64)
+    if cfg.algorithm in NEEDS_SERVER_DATA:
+        pool, server_val = holdout(train.y, cfg.server_val_fraction, cfg.seed)
+    parts = [
+        pool[p] for p in partition(train.y[pool], cfg.clients, cfg.partition, cfg.alpha, cfg.seed)
+    ]
     log(summarize_partition(parts, train.y, spec.num_classes))
 
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
@@ -94,7 +99,17 @@ def run_simulation(
     policy = PrecisionPolicy.uniform(
         cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
     )
-    algorithm = build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu)
+    x_val, y_val = x_train[server_val], y_train[server_val]
+
+    def score(state: dict) -> float:
+        """A client model's accuracy on the server's validation split (never the test set).
+
+        The global model serves as scratch space: it is reloaded before every evaluation.
+        """
+        global_model.load_state_dict(state)
+        return evaluate(global_model, x_val, y_val, norm)[0]
+
+    algorithm = build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
     server = Server(
         global_model.state_dict(),
         algorithm,
