@@ -75,6 +75,7 @@ def test_abavg_weights_by_server_accuracy_and_they_sum_to_one():
 
 def test_abavg_scores_on_a_training_holdout_never_the_test_set(monkeypatch):
     import lpfl.engine.loop as loop
+    import lpfl.engine.setup as setup
     from lpfl.data import holdout, load_dataset
 
     train, test = load_dataset("digits")
@@ -83,9 +84,12 @@ def test_abavg_scores_on_a_training_holdout_never_the_test_set(monkeypatch):
     assert set(np.unique(train.y[held])) == set(range(10)), "stratified"
     seen = []
     real_evaluate = loop.evaluate
-    monkeypatch.setattr(
-        loop, "evaluate", lambda m, x, y, n: seen.append(len(y)) or real_evaluate(m, x, y, n)
-    )
+    def spy(model, x, y, norm):
+        seen.append(len(y))
+        return real_evaluate(model, x, y, norm)
+
+    monkeypatch.setattr(loop, "evaluate", spy)  # server-side scoring
+    monkeypatch.setattr(setup, "evaluate", spy)  # test-set evaluation
     cfg = make_config(dataset="digits", model="mlp", clients=10, participation=0.5, alpha=1.0,
                       rounds=12, local_epochs=2, algorithm="abavg", bits=8)  # fmt: skip
     rec = run_simulation(cfg, progress=False, log=lambda _m: None)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import lpfl.engine.loop as loop
+import lpfl.engine.setup as setup
 from lpfl import cli
 from lpfl.config import make_config
 from lpfl.engine import run_simulation
@@ -27,7 +28,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
 
     crashed = tmp_path / "crashed"
     cfg = make_config(**SETTINGS, engine=engine, out=str(crashed), checkpoint_every=2)
-    real_evaluate = loop.evaluate
+    real_evaluate = setup.evaluate
     calls = {"n": 0}
 
     def dies_in_round_5(*args, **kwargs):
@@ -36,14 +37,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
             raise KeyboardInterrupt("power cut")
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "evaluate", dies_in_round_5)
+    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
     with pytest.raises(KeyboardInterrupt):
         run_simulation(cfg, **quiet)
     data, _ = _rounds(crashed)
     assert data["status"] == "failed" and len(data["rounds"]) == 4
     assert (crashed / "checkpoint.pt").exists()
 
-    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    monkeypatch.setattr(setup, "evaluate", real_evaluate)
     assert cli.main(["run", "--resume", str(crashed), "--quiet"]) == 0
     resumed, rows = _rounds(crashed)
     assert resumed["status"] == "completed"
@@ -69,7 +70,7 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
     )
     points = load_spec(spec).points()
     out = tmp_path / "runs"
-    real_evaluate, calls = loop.evaluate, {"n": 0}
+    real_evaluate, calls = setup.evaluate, {"n": 0}
 
     def dies_in_round_5(*args, **kwargs):
         calls["n"] += 1
@@ -77,10 +78,10 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "evaluate", dies_in_round_5)
+    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(points, out, progress=False)
-    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    monkeypatch.setattr(setup, "evaluate", real_evaluate)
     resumed = []
     original_load = loop.checkpoint.load
     monkeypatch.setattr(loop.checkpoint, "load", lambda *a: resumed.append(1) or original_load(*a))

@@ -7,7 +7,6 @@ server aggregates in high precision and updates the moving average -> metrics.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -17,19 +16,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..algorithms import NEEDS_SERVER_DATA, build_algorithm
-from ..algorithms.server_optimizers import build_server_optimizer
+from ..algorithms import NEEDS_SERVER_DATA
 from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, holdout, load_dataset, normalize, partition, summarize_partition
-from ..models import build_model
-from ..quant import PrecisionPolicy
 from ..wire import WireError, decode, encode, fp32_bytes
-from . import checkpoint
+from . import checkpoint, setup
 from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
-from .recorder import Recorder, RoundMetrics
-from .server import Server
+from .recorder import Recorder
 from .trackers import open_trackers
 from .vectorized import VectorizedTrainer
 
@@ -82,23 +77,16 @@ def run_simulation(
     clients = [ClientData(x_train[idx], y_train[idx]) for idx in map(torch.from_numpy, parts)]
     x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
 
-    torch.manual_seed(cfg.seed)
-    global_model = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
-    worker = build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+    global_model = setup.initial_model(cfg, device)
+    worker = setup.new_model(cfg, device)
     quantized_eval = None
     if cfg.eval_quantized:
         # The reference evaluates its low-bit runs with the clients' stochastic activation
         # rounding still on; this reproduces that view beside the proper fp32 one. Its own
         # generator keeps the training's random stream unchanged.
-        quantized_eval = build_model(cfg.model, spec.channels, spec.size, spec.num_classes)
-        quantized_eval = quantized_eval.to(device)
-        PrecisionPolicy.uniform(cfg.bits, cfg.rounding, act_block=cfg.act_block).attach(
-            quantized_eval, torch.Generator(device).manual_seed(cfg.seed + 1)
-        )
+        quantized_eval = setup.new_model(cfg, device)
+        setup.policy(cfg).attach(quantized_eval, torch.Generator(device).manual_seed(cfg.seed + 1))
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    policy = PrecisionPolicy.uniform(
-        cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
-    )
     x_val, y_val = x_train[server_val], y_train[server_val]
 
     def score(state: dict) -> float:
@@ -109,31 +97,23 @@ def run_simulation(
         global_model.load_state_dict(state)
         return evaluate(global_model, x_val, y_val, norm)[0]
 
-    algorithm = build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
-    server = Server(
-        global_model.state_dict(),
-        algorithm,
-        cfg.moving_average,
-        cfg.ma_start,
-        downlink=cfg.downlink(),
-        generator=generator,
-        optimizer=build_server_optimizer(
-            cfg.server_opt, cfg.resolved_server_lr(), cfg.server_momentum
-        ),
-    )
+    algorithm = setup.algorithm(cfg, score)
+    server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    trainer_class = VectorizedTrainer if cfg.engine == "vectorized" else LocalTrainer
-    trainer = trainer_class(
-        worker,
-        policy,
-        algorithm,
-        OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
-        norm,
-        cfg.local_epochs,
-        cfg.batch_size,
-        generator,
-        persist=cfg.optimizer_state == "persist",
-    )
+    if cfg.engine == "vectorized":
+        trainer: LocalTrainer | VectorizedTrainer = VectorizedTrainer(
+            worker,
+            setup.policy(cfg),
+            algorithm,
+            OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
+            norm,
+            cfg.local_epochs,
+            cfg.batch_size,
+            generator,
+            persist=cfg.optimizer_state == "persist",
+        )
+    else:
+        trainer = setup.sequential_trainer(cfg, worker, algorithm, norm, generator)
     rng = np.random.default_rng(cfg.seed)
     done, history = 0, None
     if resume:
@@ -191,35 +171,20 @@ def run_simulation(
             rejected = dropped + server.update(rnd, replies)
             for r in rejected:
                 recorder.reject(rnd, r.client, r.reason)
-            acc = loss = acc_q = loss_q = None
+            evaluated = quantized = None
             if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-                global_model.load_state_dict(server.model)
-                acc, loss = evaluate(global_model, x_test, y_test, norm)
-                if not np.isfinite(loss):
-                    raise DivergenceError(f"round {rnd}: test loss is {loss}")
+                evaluated = setup.evaluate_global(
+                    global_model, server.model, x_test, y_test, norm, rnd
+                )
                 if quantized_eval is not None:
                     quantized_eval.load_state_dict(server.model)
-                    acc_q, loss_q = evaluate(quantized_eval, x_test, y_test, norm)
-            losses = [(u.train_loss, u.num_samples) for u in replies if u.num_samples]
-            train_loss = (
-                sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
-            )
-            recorder.record(
-                RoundMetrics(
-                    rnd,
-                    acc,
-                    loss,
-                    train_loss,
-                    time.perf_counter() - tic,
-                    clients=len(sampled),
-                    uploads=len(replies),
-                    rejected=len(rejected),
-                    bytes_up=sum(len(r.payload) for r in replies),
-                    bytes_down=len(broadcast) * len(sampled),
-                    quantized_test_accuracy=acc_q,
-                    quantized_test_loss=loss_q,
-                )
-            )
+                    quantized = evaluate(quantized_eval, x_test, y_test, norm)
+            metrics = setup.round_metrics(
+                rnd, evaluated, time.perf_counter() - tic, len(sampled), replies, len(rejected),
+                broadcast, quantized,
+            )  # fmt: skip
+            recorder.record(metrics)
+            acc, loss, train_loss = metrics.test_accuracy, metrics.test_loss, metrics.train_loss
             if acc is not None:
                 bar.set_postfix(acc=f"{acc:.4f}", loss=f"{loss:.3f}", train=f"{train_loss:.3f}")
             if cfg.out and cfg.checkpoint_every and rnd % cfg.checkpoint_every == 0:

@@ -47,42 +47,43 @@ def block_dims(ndim: int, block: str, batch_dims: int = 0) -> tuple[int, ...]:
     return tuple(d + batch_dims for d in dims)
 
 
-def _block_range(x: Tensor, block: str, batch_dims: int = 0) -> tuple[Tensor, Tensor]:
-    """Per block: the largest value and the largest magnitude of a negative one."""
-    dims = block_dims(x.ndim, block, batch_dims)
-    if not dims:
-        return x, -x
-    return x.amax(dim=dims, keepdim=True), (-x).amax(dim=dims, keepdim=True)
+def _raise_non_finite(x: Tensor) -> None:
+    raise NonFiniteError(f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf")
 
 
-def _check_finite(top: Tensor, bottom: Tensor, x: Tensor) -> None:
-    if not bool(torch.maximum(top, bottom).max() < math.inf):  # False for Inf and for NaN
-        raise NonFiniteError(
-            f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf"
-        )
+def _exponents(x: Tensor, block: str, batch_dims: int = 0, check: bool = True) -> Tensor:
+    """``floor(log2 max|x|)`` per block as int32, shaped to broadcast over x.
 
-
-def _exponent(top: Tensor, bottom: Tensor) -> Tensor:
-    """``floor(log2 max|x|)`` per block, with a negative extreme counted one ulp smaller.
-
-    That only changes the exponent when the largest magnitude is exactly -2^k, which
-    the mantissa range [-2^(W-1), 2^(W-1)-1] holds at exponent k-1. Without it,
-    quantizing a block that holds the mantissa -2^(W-1) again would raise its
-    exponent and halve its resolution: Q would not be idempotent, and sending
-    trained weights over the wire would change them. ``frexp`` gives the exponent
-    exactly (float log2 can be off by one just below a power of two); an all-zero
-    block gets the smallest exponent, so it stays zero.
+    A negative extreme counts one ulp smaller, which only changes the exponent when
+    the largest magnitude is exactly -2^k: the mantissa range [-2^(W-1), 2^(W-1)-1]
+    holds that value at exponent k-1. Without it, quantizing a block that holds the
+    mantissa -2^(W-1) again would raise its exponent and halve its resolution: Q would
+    not be idempotent, and sending trained weights over the wire would change them.
+    ``frexp`` gives exponents exactly (float log2 can be off by one just below a power
+    of two); an all-zero block gets the smallest exponent, so it stays zero.
     """
-    a = torch.maximum(top, torch.nextafter(bottom, torch.zeros_like(bottom))).float()
+    x = x.float()
+    dims = block_dims(x.ndim, block, batch_dims)
+    if not dims:  # one block per element (BC on a 2-D weight): the element's own exponent
+        if check and not bool(torch.isfinite(x).all()):
+            _raise_non_finite(x)
+        mantissa, e = torch.frexp(x)
+        e = e - 1 - (mantissa == -0.5).int()  # exactly -2^k: one lower, as above
+        return e.masked_fill_(x == 0, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
+    # Blocks are always the trailing dimensions: one min/max pass over a flat view.
+    lo, hi = torch.aminmax(x.flatten(dims[0]), dim=-1, keepdim=True)
+    shape = x.shape[: dims[0]] + (1,) * len(dims)
+    hi, neg = hi.view(shape), (-lo).view(shape)
+    if check and not bool(torch.maximum(hi, neg).max() < math.inf):  # False for NaN and Inf
+        _raise_non_finite(x)
+    a = torch.maximum(hi, torch.nextafter(neg, torch.zeros_like(neg)))
     e = torch.frexp(a)[1].sub_(1)
     return e.masked_fill_(a <= 0, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
 
 
 def block_exponents(x: Tensor, block: str) -> Tensor:
-    """Shared exponent per block as int32, shaped to broadcast over x (see ``_exponent``)."""
-    top, bottom = _block_range(x, block)
-    _check_finite(top, bottom, x)
-    return _exponent(top, bottom)
+    """Shared exponent per block as int32, shaped to broadcast over x (see ``_exponents``)."""
+    return _exponents(x, block)
 
 
 def pow2(exponent: Tensor) -> Tensor:
@@ -134,10 +135,7 @@ def _mantissa(
     """(integer-valued float mantissas, int32 exponents, step) of x in the given format."""
     check_rounding(rounding)
     x = x.detach().float()
-    top, bottom = _block_range(x, block, batch_dims)
-    if check:
-        _check_finite(top, bottom, x)
-    e = _exponent(top, bottom)
+    e = _exponents(x, block, batch_dims, check)
     step = pow2(e - (bits - 2))
     limit = 2.0 ** (bits - 1)
     m = _round_(x / step, rounding, generator).clamp(-limit, limit - 1)

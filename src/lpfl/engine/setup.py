@@ -1,0 +1,128 @@
+"""The pieces every round loop builds the same way: the simulator's and Flower's.
+
+One place decides how a config becomes the initial model, the server, a client's
+trainer and a round's metrics, so the two loops cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..algorithms import Algorithm, State, build_algorithm
+from ..algorithms.server_optimizers import build_server_optimizer
+from ..config import RunConfig
+from ..data import DATASETS
+from ..models import build_model
+from ..quant import PrecisionPolicy
+from .client import LocalTrainer, OptimizerSpec
+from .evaluate import evaluate
+from .messages import ClientReply, DivergenceError
+from .recorder import RoundMetrics
+from .server import Server
+
+
+def new_model(cfg: RunConfig, device: torch.device) -> nn.Module:
+    spec = DATASETS[cfg.dataset]
+    return build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+
+
+def initial_model(cfg: RunConfig, device: torch.device) -> nn.Module:
+    """The global model at round 0: the same weights for the same seed, in every loop."""
+    torch.manual_seed(cfg.seed)
+    return new_model(cfg, device)
+
+
+def policy(cfg: RunConfig) -> PrecisionPolicy:
+    return PrecisionPolicy.uniform(
+        cfg.bits, cfg.rounding, cfg.weight_block, cfg.act_block, cfg.grad_block, cfg.error_block
+    )
+
+
+def algorithm(cfg: RunConfig, score: Callable[[State], float] | None = None) -> Algorithm:
+    return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
+
+
+def server(cfg: RunConfig, model: nn.Module, algo: Algorithm, generator: torch.Generator) -> Server:
+    optimizer = build_server_optimizer(
+        cfg.server_opt, cfg.resolved_server_lr(), cfg.server_momentum
+    )
+    return Server(
+        model.state_dict(),
+        algo,
+        cfg.moving_average,
+        cfg.ma_start,
+        downlink=cfg.downlink(),
+        generator=generator,
+        optimizer=optimizer,
+    )
+
+
+def sequential_trainer(
+    cfg: RunConfig,
+    model: nn.Module,
+    algo: Algorithm,
+    normalize: Callable[[Tensor], Tensor],
+    generator: torch.Generator,
+) -> LocalTrainer:
+    return LocalTrainer(
+        model,
+        policy(cfg),
+        algo,
+        OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
+        normalize,
+        cfg.local_epochs,
+        cfg.batch_size,
+        generator,
+        persist=cfg.optimizer_state == "persist",
+    )
+
+
+def evaluate_global(
+    model: nn.Module,
+    state: State,
+    x: Tensor,
+    y: Tensor,
+    normalize: Callable[[Tensor], Tensor],
+    rnd: int,
+) -> tuple[float, float]:
+    """Test accuracy and loss of the global model; a NaN loss stops the run."""
+    model.load_state_dict(state)
+    acc, loss = evaluate(model, x, y, normalize)
+    if not math.isfinite(loss):
+        raise DivergenceError(f"round {rnd}: test loss is {loss}")
+    return acc, loss
+
+
+def round_metrics(
+    rnd: int,
+    evaluated: tuple[float, float] | None,
+    seconds: float,
+    sampled: int,
+    replies: Sequence[ClientReply],
+    rejected: int,
+    broadcast: bytes,
+    quantized: tuple[float, float] | None = None,
+) -> RoundMetrics:
+    """One round's record: the train loss is the sample-weighted mean over the replies."""
+    losses = [(r.train_loss, r.num_samples) for r in replies if r.num_samples]
+    train_loss = sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
+    acc, loss = evaluated or (None, None)
+    acc_q, loss_q = quantized or (None, None)
+    return RoundMetrics(
+        rnd,
+        acc,
+        loss,
+        train_loss,
+        seconds,
+        clients=sampled,
+        uploads=len(replies),
+        rejected=rejected,
+        bytes_up=sum(len(r.payload) for r in replies),
+        bytes_down=len(broadcast) * sampled,
+        quantized_test_accuracy=acc_q,
+        quantized_test_loss=loss_q,
+    )

@@ -1,0 +1,101 @@
+"""The Flower ClientApp: one lpfl client per SuperNode.
+
+The node's own config says which partition it holds (``partition-id``,
+``num-partitions``) and, optionally, where its data lies (``data-dir``) and what
+trains (``device``); everything else arrives with each message, so a node needs no
+copy of the experiment's settings. Training is :class:`LocalTrainer`'s, in low
+precision; the reply is the ``lpfl.wire`` payload the simulator's clients send.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from ..config import RunConfig
+from ..data import DATASETS, normalize
+from ..engine import ClientData, evaluate, resolve_device, setup
+from ..wire import decode, encode
+from . import protocol, settings
+from .local_data import load_partition
+
+app = ClientApp()
+
+_OPTIMIZER = "lpfl-optimizer"  # context.state key: the optimizer state kept between rounds
+
+
+def _setup(msg: Message, context: Context) -> tuple[RunConfig, int, int, ClientData]:
+    """The message's run config, its round, this node's partition id and its data."""
+    node = context.node_config
+    local: dict[str, Any] = {"data_dir": node.get("data-dir"), "device": node.get("device")}
+    cfg, server_round = settings.from_record(msg.content[protocol.CONFIG_KEY], **local)
+    partition_id = int(node["partition-id"])
+    data = load_partition(cfg, partition_id, int(node["num-partitions"]))
+    device = resolve_device(cfg.device)
+    return cfg, server_round, partition_id, ClientData(data.x.to(device), data.y.to(device))
+
+
+def _generator(cfg: RunConfig, partition_id: int, server_round: int, device: torch.device):
+    """Rounding and shuffling draws that differ per client and round yet replay exactly."""
+    seed = int(np.random.SeedSequence([cfg.seed, partition_id, server_round]).generate_state(1)[0])
+    return torch.Generator(device).manual_seed(seed)
+
+
+def _load_optimizer(context: Context) -> dict | None:
+    if _OPTIMIZER not in context.state:
+        return None
+    blob = context.state[_OPTIMIZER]["state"]
+    return torch.load(io.BytesIO(blob), weights_only=True)
+
+
+def _save_optimizer(context: Context, state: dict) -> None:
+    """Kept in the node's context so it survives between rounds and never leaves the node."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    context.state[_OPTIMIZER] = ConfigRecord({"state": buffer.getvalue()})
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train from the broadcast and reply with the wire-encoded model (errors become replies)."""
+    cfg, server_round, partition_id, data = _setup(msg, context)
+    device = data.y.device
+    generator = _generator(cfg, partition_id, server_round, device)
+    trainer = setup.sequential_trainer(
+        cfg,
+        setup.new_model(cfg, device),
+        setup.algorithm(cfg),
+        partial(normalize, spec=DATASETS[cfg.dataset]),
+        generator,
+    )
+    persist = cfg.optimizer_state == "persist"
+    start = decode(protocol.from_record(msg.content[protocol.MODEL_KEY]))
+    opt_state = _load_optimizer(context) if persist else None
+    update, opt_state = trainer.train(partition_id, start, data, opt_state)
+    if persist:
+        _save_optimizer(context, opt_state)
+    metrics = {protocol.NUM_EXAMPLES: update.num_samples, protocol.TRAIN_LOSS: update.train_loss}
+    content = RecordDict(
+        {
+            protocol.UPDATE_KEY: protocol.to_record(encode(update.state, cfg.uplink())),
+            protocol.METRICS_KEY: MetricRecord(metrics),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_local(msg: Message, context: Context) -> Message:
+    """Accuracy of the broadcast model on this node's own data: how well it fits each client."""
+    cfg, _, _, data = _setup(msg, context)
+    model = setup.new_model(cfg, data.y.device)
+    model.load_state_dict(decode(protocol.from_record(msg.content[protocol.MODEL_KEY])))
+    accuracy, loss = evaluate(model, data.x, data.y, partial(normalize, spec=DATASETS[cfg.dataset]))
+    metrics = {protocol.ACCURACY: accuracy, protocol.LOSS: loss, protocol.NUM_EXAMPLES: len(data)}
+    return Message(RecordDict({protocol.METRICS_KEY: MetricRecord(metrics)}), reply_to=msg)

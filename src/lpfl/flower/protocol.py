@@ -1,0 +1,36 @@
+"""What a message holds, named once for both ends, and lpfl wire bytes inside records.
+
+The payload is already the exact, packed low-precision model; turning it into float
+tensors would multiply its size and lose the format's checks. So it travels untouched
+as one uint8 array, and its length is the traffic lpfl counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+MODEL_KEY = "global-model"  # ArrayRecord: the server's broadcast
+CONFIG_KEY = "config"  # ConfigRecord: the lpfl settings and the round (see settings)
+UPDATE_KEY = "update"  # ArrayRecord: a client's trained model
+METRICS_KEY = "metrics"  # MetricRecord: what the client trained or evaluated on
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+ACCURACY = "accuracy"
+LOSS = "loss"
+
+_PAYLOAD = "payload"
+
+
+def to_record(payload: bytes) -> ArrayRecord:
+    return ArrayRecord({_PAYLOAD: Array(np.frombuffer(payload, dtype=np.uint8))})
+
+
+def from_record(record: ArrayRecord) -> bytes:
+    """The bytes as sent; a record not holding one uint8 array is refused with ValueError."""
+    if list(record) != [_PAYLOAD]:
+        raise ValueError(f"expected one array {_PAYLOAD!r}, got {list(record)}")
+    array = record[_PAYLOAD].numpy()
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise ValueError(f"payload must be a 1-D uint8 array, got {array.dtype} {array.shape}")
+    return array.tobytes()

@@ -1,0 +1,72 @@
+"""Flower's key/value configs <-> lpfl's :class:`RunConfig`, through ``make_config``.
+
+Flower configs hold flat kebab-case keys (``[tool.flwr.app.config]``, ``--run-config``,
+message ConfigRecords) and cannot hold None, so an unset optional setting is simply
+absent. Everything goes through ``make_config``, so a Flower run refuses exactly the
+values ``lpfl run`` refuses, with the same one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ConfigRecord
+
+from ..config import ConfigError, RunConfig, field_defaults, flag, make_config
+
+ROUND_KEY = "server-round"
+ROUND_TIMEOUT_KEY = "round-timeout"
+
+# Where the data lies, where results go and what hardware trains are facts about one
+# host, so the server keeps them to itself; each node uses its own (see client_app).
+_HOST_LOCAL = ("data_dir", "out", "device")
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    """What Flower needs beyond an lpfl run: how long to wait for nodes, per round."""
+
+    round_timeout: float = 600.0
+
+
+def to_run_config(values: Mapping[str, Any], **local: Any) -> RunConfig:
+    """Build a validated RunConfig from Flower key/values (kebab- or snake-case)."""
+    known = field_defaults()
+    settings: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{flag(name)}: not an lpfl setting")
+        default = known[name]
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # TOML and --run-config write 0 where a float is meant
+        settings[name] = value
+    return make_config(**settings, **local)
+
+
+def from_run_config(values: Mapping[str, Any]) -> tuple[RunConfig, FlowerSettings]:
+    """Split the ServerApp's run config into the lpfl run and the Flower settings."""
+    rest = {key.replace("_", "-"): value for key, value in values.items()}
+    timeout = rest.pop(ROUND_TIMEOUT_KEY, FlowerSettings.round_timeout)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"--{ROUND_TIMEOUT_KEY}: must be seconds > 0, got {timeout!r}")
+    return to_run_config(rest), FlowerSettings(float(timeout))
+
+
+def to_record(cfg: RunConfig, server_round: int) -> ConfigRecord:
+    """The settings every client needs for this round, without the server's host-local ones."""
+    values = {
+        name.replace("_", "-"): value
+        for name, value in cfg.to_dict().items()
+        if value is not None and name not in _HOST_LOCAL
+    }
+    return ConfigRecord({**values, ROUND_KEY: server_round})
+
+
+def from_record(record: ConfigRecord, **local: Any) -> tuple[RunConfig, int]:
+    """The run config and round a client was sent; ``local`` adds its host-local settings."""
+    values = dict(record)
+    server_round = values.pop(ROUND_KEY)
+    return to_run_config(values, **local), int(server_round)

@@ -1,0 +1,178 @@
+"""lpfl on Flower: the client handler, the server round loop and a Flower simulation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+from lpfl.config import ConfigError, make_config
+from lpfl.data import DATASETS
+from lpfl.flower import protocol, settings
+from lpfl.flower.client_app import app as client_app
+from lpfl.flower.client_app import train
+from lpfl.flower.rounds import run_rounds
+from lpfl.flower.settings import FlowerSettings
+from lpfl.models import build_model
+from lpfl.quant import block_quantize
+from lpfl.wire import decode, encode
+
+TINY = dict(dataset="digits", model="mlp", alpha=0.5, batch_size=32, bits=8)
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps messages with the running task's ids; outside a run there is none."""
+    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
+def _initial_model(cfg) -> dict[str, torch.Tensor]:
+    spec = DATASETS[cfg.dataset]
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, spec.channels, spec.size, spec.num_classes).state_dict()
+
+
+def _node_context(node: int, partition_id: int, num_partitions: int) -> Context:
+    config = {"partition-id": partition_id, "num-partitions": num_partitions}
+    return Context(run_id=1, node_id=node, node_config=config, state=RecordDict(), run_config={})
+
+
+def _train_message(cfg, broadcast: bytes, node: int = 7, server_round: int = 1) -> Message:
+    content = RecordDict(
+        {
+            protocol.MODEL_KEY: protocol.to_record(broadcast),
+            protocol.CONFIG_KEY: settings.to_record(cfg, server_round),
+        }
+    )
+    return Message(content, dst_node_id=node, message_type="train")
+
+
+def test_settings_round_trip_and_refusals() -> None:
+    cfg = make_config(**TINY, out="here", data_dir="there")
+    sent, server_round = settings.from_record(settings.to_record(cfg, 3))
+    assert server_round == 3
+    assert sent.out is None and sent.data_dir is None  # host-local settings stay home
+    assert sent == make_config(**TINY)
+    cfg, flower = settings.from_run_config({"moving-average": 0, "round-timeout": 5, "bits": 6})
+    assert (cfg.moving_average, cfg.bits, flower.round_timeout) == (0.0, 6, 5.0)
+    with pytest.raises(ConfigError, match="--bogus"):
+        settings.to_run_config({"bogus": 1})
+    with pytest.raises(ConfigError, match="--bits"):
+        settings.to_run_config({"bits": 1})
+
+
+def test_payload_record_refuses_float_tensors() -> None:
+    payload = b"\x00\x01lpfl"
+    assert protocol.from_record(protocol.to_record(payload)) == payload
+    with pytest.raises(ValueError, match="uint8"):
+        protocol.from_record(ArrayRecord({"payload": Array(np.zeros(3, np.float32))}))
+
+
+def test_client_train_replies_wire_bytes_on_the_8_bit_grid() -> None:
+    cfg = make_config(**TINY)
+    broadcast = encode(_initial_model(cfg), cfg.downlink(), torch.Generator().manual_seed(0))
+    context = _node_context(7, partition_id=1, num_partitions=4)
+    reply = train(_train_message(cfg, broadcast), context)
+
+    array = reply.content[protocol.UPDATE_KEY]["payload"].numpy()
+    assert array.dtype == np.uint8
+    state = decode(array.tobytes())
+    assert array.size == len(encode(state, cfg.uplink()))
+    for name, tensor in state.items():
+        on_grid = block_quantize(tensor, 8, cfg.weight_block, "nearest")
+        assert torch.equal(on_grid, tensor), name
+    metrics = reply.content[protocol.METRICS_KEY]
+    assert metrics[protocol.NUM_EXAMPLES] > 0 and np.isfinite(metrics[protocol.TRAIN_LOSS])
+    assert reply.metadata.src_node_id == 7
+    assert "lpfl-optimizer" in context.state  # Adam's moments wait for the next round
+
+
+class FakeGrid(Grid):
+    """Answers in-process, like a federation with one broken and one silent node."""
+
+    def __init__(self, nodes: int, corrupt: int | None = None, silent: int | None = None) -> None:
+        self.contexts = {n: _node_context(n, n - 1, nodes) for n in range(1, nodes + 1)}
+        self.corrupt, self.silent = corrupt, silent
+        self.sent: list[Message] = []
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout=None) -> list[Message]:
+        answers = []
+        for msg in messages:
+            self.sent.append(msg)
+            node = msg.metadata.dst_node_id
+            if node == self.silent:
+                continue
+            reply = client_app(msg, self.contexts[node])
+            if node == self.corrupt:
+                payload = protocol.from_record(reply.content[protocol.UPDATE_KEY])
+                reply.content[protocol.UPDATE_KEY] = protocol.to_record(payload[:-7])
+            answers.append(reply)
+        return answers
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def set_run(self, run) -> None:
+        raise NotImplementedError
+
+    @property
+    def run(self):
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs) -> Message:
+        raise NotImplementedError
+
+    def push_messages(self, messages):
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):
+        raise NotImplementedError
+
+
+def test_server_rounds_reject_malformed_and_silent_nodes_and_go_on(tmp_path) -> None:
+    cfg = make_config(**TINY, clients=4, participation=1.0, rounds=2, out=str(tmp_path))
+    grid = FakeGrid(4, corrupt=2, silent=3)
+    recorder = run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert [r["uploads"] for r in results["rounds"]] == [3, 3]  # the silent node sent nothing
+    assert [r["rejected"] for r in results["rounds"]] == [2, 2]
+    reasons = {(r["client"], r["reason"].split(":")[0]) for r in results["rejections"]}
+    assert reasons == {(3, "no reply within 5 s"), (2, "truncated payload")}
+    assert all(r["test_accuracy"] is not None for r in results["rounds"])
+    broadcast = protocol.from_record(grid.sent[0].content[protocol.MODEL_KEY])
+    assert results["rounds"][0]["bytes_down"] == 4 * len(broadcast)
+    good = len(encode(_initial_model(cfg), cfg.uplink()))
+    assert results["rounds"][0]["bytes_up"] == 2 * good + (good - 7)
+    assert recorder.rounds[-1].round == 2
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.flower
+def test_flower_simulation_learns_and_sends_wire_sized_updates(tmp_path) -> None:
+    from flwr.simulation import run_simulation
+
+    from lpfl.flower.server_app import make_server_app
+
+    run = dict(TINY, clients=4, participation=1.0, rounds=3, moving_average=0.5)
+    server_app = make_server_app(**run, out=str(tmp_path))
+    backend = {"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}}
+    run_simulation(server_app, client_app, num_supernodes=4, backend_config=backend)
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed", results.get("error")
+    rounds = results["rounds"]
+    assert [r["uploads"] for r in rounds] == [4, 4, 4] and not results["rejections"]
+    assert rounds[-1]["test_accuracy"] > rounds[0]["test_accuracy"]
+    cfg = make_config(**run)
+    model = _initial_model(cfg)
+    assert all(r["bytes_up"] == 4 * len(encode(model, cfg.uplink())) for r in rounds)
+    assert all(r["bytes_down"] == 4 * len(encode(model, cfg.downlink())) for r in rounds)
