@@ -84,6 +84,7 @@ def test_abavg_scores_on_a_training_holdout_never_the_test_set(monkeypatch):
     assert set(np.unique(train.y[held])) == set(range(10)), "stratified"
     seen = []
     real_evaluate = loop.evaluate
+
     def spy(model, x, y, norm):
         seen.append(len(y))
         return real_evaluate(model, x, y, norm)
