@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -218,12 +219,21 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"--config: no such file {os.fspath(path)!r}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config: {os.fspath(path)} is not valid TOML: {exc}") from None
+    return coerce_settings(raw, f"--config {os.fspath(path)}")
+
+
+def coerce_settings(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Settings from a file or another system (kebab- or snake-case keys) as typed fields.
+
+    Unknown keys are refused, naming the key and where it came from, so a typo never
+    silently falls back to a default.
+    """
     known = field_defaults()
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise ConfigError(f"--config: unknown key {key!r} in {os.fspath(path)}")
+            raise ConfigError(f"{flag(name)}: unknown key {key!r} in {source}")
         out[name] = _coerce(name, value)
     return out
 

@@ -21,12 +21,10 @@ from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, holdout, load_dataset, normalize, partition, summarize_partition
 from ..wire import WireError, decode, encode, fp32_bytes
 from . import checkpoint, setup
-from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder
 from .trackers import open_trackers
-from .vectorized import VectorizedTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +98,7 @@ def run_simulation(
     algorithm = setup.algorithm(cfg, score)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    if cfg.engine == "vectorized":
-        trainer: LocalTrainer | VectorizedTrainer = VectorizedTrainer(
-            worker,
-            setup.policy(cfg),
-            algorithm,
-            OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
-            norm,
-            cfg.local_epochs,
-            cfg.batch_size,
-            generator,
-            persist=cfg.optimizer_state == "persist",
-        )
-    else:
-        trainer = setup.sequential_trainer(cfg, worker, algorithm, norm, generator)
+    trainer = setup.trainer(cfg, worker, algorithm, norm, generator)
     rng = np.random.default_rng(cfg.seed)
     done, history = 0, None
     if resume:

@@ -23,6 +23,7 @@ from .evaluate import evaluate
 from .messages import ClientReply, DivergenceError
 from .recorder import RoundMetrics
 from .server import Server
+from .vectorized import VectorizedTrainer
 
 
 def new_model(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -61,14 +62,17 @@ def server(cfg: RunConfig, model: nn.Module, algo: Algorithm, generator: torch.G
     )
 
 
-def sequential_trainer(
+def trainer(
     cfg: RunConfig,
     model: nn.Module,
     algo: Algorithm,
     normalize: Callable[[Tensor], Tensor],
     generator: torch.Generator,
-) -> LocalTrainer:
-    return LocalTrainer(
+    engine: str | None = None,
+) -> LocalTrainer | VectorizedTrainer:
+    """The client trainer ``engine`` (default: ``cfg.engine``) asks for."""
+    engine_class = VectorizedTrainer if (engine or cfg.engine) == "vectorized" else LocalTrainer
+    return engine_class(
         model,
         policy(cfg),
         algo,

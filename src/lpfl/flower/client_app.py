@@ -67,12 +67,13 @@ def train(msg: Message, context: Context) -> Message:
     cfg, server_round, partition_id, data = _setup(msg, context)
     device = data.y.device
     generator = _generator(cfg, partition_id, server_round, device)
-    trainer = setup.sequential_trainer(
+    trainer = setup.trainer(
         cfg,
         setup.new_model(cfg, device),
         setup.algorithm(cfg),
         partial(normalize, spec=DATASETS[cfg.dataset]),
         generator,
+        engine="sequential",  # one client per node
     )
     persist = cfg.optimizer_state == "persist"
     start = decode(protocol.from_record(msg.content[protocol.MODEL_KEY]))

@@ -14,7 +14,7 @@ from typing import Any
 
 from flwr.app import ConfigRecord
 
-from ..config import ConfigError, RunConfig, field_defaults, flag, make_config
+from ..config import ConfigError, RunConfig, coerce_settings, make_config
 
 ROUND_KEY = "server-round"
 ROUND_TIMEOUT_KEY = "round-timeout"
@@ -33,17 +33,7 @@ class FlowerSettings:
 
 def to_run_config(values: Mapping[str, Any], **local: Any) -> RunConfig:
     """Build a validated RunConfig from Flower key/values (kebab- or snake-case)."""
-    known = field_defaults()
-    settings: dict[str, Any] = {}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"{flag(name)}: not an lpfl setting")
-        default = known[name]
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # TOML and --run-config write 0 where a float is meant
-        settings[name] = value
-    return make_config(**settings, **local)
+    return make_config(**coerce_settings(values, "the Flower run config"), **local)
 
 
 def from_run_config(values: Mapping[str, Any]) -> tuple[RunConfig, FlowerSettings]:
