@@ -34,8 +34,8 @@ class OptimizerSpec:
         raise ValueError(f"unknown optimizer {self.name!r}")
 
 
-class LocalTrainer:
-    """Trains the sampled clients one after another on a single worker model.
+class ClientTrainer:
+    """What both engines are built from, and the per-client optimizer state they keep.
 
     Each client's optimizer state is kept between rounds (``persist``, the
     reference's behaviour) or started afresh every round.
@@ -62,15 +62,19 @@ class LocalTrainer:
         self.batch_size = batch_size
         self.generator = generator
         self.persist = persist
-        self.opt_states: dict[int, dict] = {}
+        self.saved: dict[int, Any] = {}  # each client's optimizer state, between rounds
         policy.attach(model, generator)
 
     def state_dict(self) -> dict:
         """The per-client optimizer states, for checkpoints."""
-        return {"opt_states": self.opt_states}
+        return {"saved": self.saved}
 
     def load_state_dict(self, state: dict) -> None:
-        self.opt_states = state["opt_states"]
+        self.saved = state["saved"]
+
+
+class LocalTrainer(ClientTrainer):
+    """The sequential engine: trains the sampled clients one after another."""
 
     def train_round(
         self, sampled: list[int], start: State, data: list[ClientData]
@@ -79,12 +83,12 @@ class LocalTrainer:
         results: list[ClientUpdate | Rejection] = []
         for k, client_data in zip(sampled, data, strict=True):
             try:
-                update, opt_state = self.train(k, start, client_data, self.opt_states.get(k))
+                update, opt_state = self.train(k, start, client_data, self.saved.get(k))
             except DivergenceError as exc:
                 results.append(Rejection(k, str(exc)))
                 continue
             if self.persist:
-                self.opt_states[k] = opt_state
+                self.saved[k] = opt_state
             results.append(update)
         return results
 

@@ -15,15 +15,15 @@ exactly as in the sequential engine; padded samples carry zero loss weight.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from ..algorithms import Algorithm, ClientUpdate, State
-from ..quant import BlockFormat, PrecisionPolicy, quantize
-from .client import OptimizerSpec
+from ..algorithms import ClientUpdate, State
+from ..quant import BlockFormat, quantize
+from .client import ClientTrainer
 from .messages import ClientData, Rejection
 from .stacked_optim import Stacked, build_stacked_optimizer, per_client
 
@@ -33,46 +33,21 @@ def _all_finite(tensors: Stacked) -> Tensor:
     return torch.stack([t.flatten(1).isfinite().all(1) for t in tensors.values()]).all(0)
 
 
-class VectorizedTrainer:
-    def __init__(
-        self,
-        model: nn.Module,
-        policy: PrecisionPolicy,
-        algorithm: Algorithm,
-        optimizer: OptimizerSpec,
-        normalize: Callable[[Tensor], Tensor],
-        local_epochs: int,
-        batch_size: int,
-        generator: torch.Generator,
-        persist: bool = True,
-    ) -> None:
-        self.model = model
-        self.policy = policy
-        self.normalize = normalize
-        self.local_epochs = local_epochs
-        self.batch_size = batch_size
-        self.generator = generator
-        self.persist = persist
-        self.optimizer = build_stacked_optimizer(optimizer.name, optimizer.lr, optimizer.momentum)
-        self.saved: dict[int, Stacked] = {}  # each client's optimizer state, between rounds
-        policy.attach(model, generator)
-        self.buffers = dict(model.named_buffers())
+class VectorizedTrainer(ClientTrainer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spec = self.optimizer
+        self.stacked_optimizer = build_stacked_optimizer(spec.name, spec.lr, spec.momentum)
+        model, algorithm = self.model, self.algorithm
+        buffers = dict(model.named_buffers())
 
         def loss(params: Stacked, x: Tensor, y: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-            logits = functional_call(model, (params, self.buffers), (x,))
+            logits = functional_call(model, (params, buffers), (x,))
             task = algorithm.client_loss(model, logits, y, weight)
             penalty = algorithm.penalty(params)
             return (task if penalty is None else task + penalty), task
 
         self._grad = vmap(grad_and_value(loss, has_aux=True), randomness="different")
-        self.algorithm = algorithm
-
-    def state_dict(self) -> dict:
-        """The per-client optimizer states, for checkpoints."""
-        return {"saved": self.saved}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.saved = state["saved"]
 
     def train_round(
         self, sampled: list[int], start: State, data: list[ClientData]
@@ -98,7 +73,7 @@ class VectorizedTrainer:
                 for g in grads.values():
                     g.masked_fill_(per_client(failed, g), 0.0)
                 self._round(grads, self.policy.grad)
-                self.optimizer.step(params, grads, state, active)
+                self.stacked_optimizer.step(params, grads, state, active)
                 self._round(params, self.policy.weight)
                 loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
         self._save_state(sampled, state)
@@ -145,7 +120,7 @@ class VectorizedTrainer:
                 t.copy_(quantize(t, fmt, self.generator, batch_dims=1, check=False))
 
     def _gather_state(self, sampled: list[int], params: Stacked) -> Stacked:
-        fresh = self.optimizer.init_state(params)
+        fresh = self.stacked_optimizer.init_state(params)
         for j, client in enumerate(sampled):
             for key, value in self.saved.get(client, {}).items():
                 fresh[key][j] = value
