@@ -25,7 +25,7 @@ from ..algorithms import ClientUpdate, State
 from ..quant import BlockFormat, quantize
 from .client import ClientTrainer
 from .messages import ClientData, Rejection
-from .stacked_optim import Stacked, build_stacked_optimizer, per_client
+from .stacked_optim import Stacked, build_stacked_optimizer
 
 
 def _all_finite(tensors: Stacked) -> Tensor:
@@ -66,12 +66,12 @@ class VectorizedTrainer(ClientTrainer):
             for idx, w in zip(index, weight, strict=True):  # one step: a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
                 grads, (_, losses) = self._grad(params, x, y_all[idx], w)
-                # A client whose loss or gradients turn NaN/Inf stops here and is rejected;
-                # zeroing its gradients keeps the NaN out of everyone's rounding.
-                failed |= ~(losses.isfinite() & _all_finite(grads))
+                # A client whose loss turns NaN/Inf stops training and is rejected. A NaN
+                # cannot reach other clients: every rounding block and optimizer update
+                # stays inside one client's slice, and _results rejects any client whose
+                # weights are not finite at the end.
+                failed |= ~losses.isfinite()
                 active = (w.sum(1) > 0) & ~failed
-                for g in grads.values():
-                    g.masked_fill_(per_client(failed, g), 0.0)
                 self._round(grads, self.policy.grad)
                 self.stacked_optimizer.step(params, grads, state, active)
                 self._round(params, self.policy.weight)
