@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, _coerce, field_defaults, make_config
+from ..config import ConfigError, RunConfig, coerce_settings, make_config
 from .identity import run_hash
 
 TOP_LEVEL = frozenset({"name", "out", "base", "grid"})
@@ -76,15 +76,9 @@ def _settings(table: Any, where: str) -> dict[str, Any]:
     """Check keys and value types of one table of RunConfig settings; snake_case keys."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table of settings")
-    known = field_defaults()
-    out = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}")
-        if name == "out":
-            raise ConfigError(f"{where}: 'out' is chosen per run; set it at the top of the spec")
-        out[name] = _coerce(name, value)
+    out = coerce_settings(table, where)
+    if "out" in out:
+        raise ConfigError(f"{where}: 'out' is chosen per run; set it at the top of the spec")
     return out
 
 
