@@ -16,6 +16,7 @@ from typing import Any
 
 from .algorithms import ALGORITHMS
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
+from .algorithms.submodels import WIDTH_ASSIGNMENTS, parse_widths
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
 from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
 
@@ -90,6 +91,15 @@ class RunConfig:
         0.1, "ABAvg: share of the training data the server keeps to score clients"
     )
     prox_mu: float = _opt(0.1, "FedProx: weight of mu*||w - w_global||^2 (no 1/2, as the paper)")
+    hetero_widths: str = _opt(
+        "1", "HeteroFL/SplitMix: the clients' width budgets, e.g. 1/4,1/8 (fractions of the model)"
+    )
+    hetero_assign: str = _opt(
+        "cycle",
+        "HeteroFL/SplitMix: client k gets widths[k % n] (cycle) or a seeded uniform draw (random)",
+        WIDTH_ASSIGNMENTS,
+    )
+    splitmix_base: str = _opt("1/8", "SplitMix: width of one base model, 1/n")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -177,10 +187,23 @@ class RunConfig:
             parse_trackers(self.trackers)
         except ValueError as exc:
             raise ConfigError(f"--trackers: {exc}") from None
+        self._validate_widths()
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{flag(name)}: {rule}, got {getattr(self, name)!r}")
         return self
+
+    def _validate_widths(self) -> None:
+        for name in ("hetero_widths", "splitmix_base"):
+            try:
+                parse_widths(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"{flag(name)}: {exc}") from None
+        bases = parse_widths(self.splitmix_base)
+        if len(bases) != 1 or (1 / bases[0]).denominator != 1:
+            raise ConfigError(f"--splitmix-base: must be one 1/n, got {self.splitmix_base!r}")
+        if self.algorithm == "splitmix" and min(parse_widths(self.hetero_widths)) < bases[0]:
+            raise ConfigError(f"--hetero-widths: every budget must hold one {bases[0]} base")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -166,7 +166,7 @@ def run_simulation(
                     quantized = evaluate(quantized_eval, x_test, y_test, norm)
             metrics = setup.round_metrics(
                 rnd, evaluated, time.perf_counter() - tic, len(sampled), replies, len(rejected),
-                broadcast, quantized,
+                broadcast, quantized, server.downlink_bytes(sampled, broadcast),
             )  # fmt: skip
             recorder.record(metrics)
             acc, loss, train_loss = metrics.test_accuracy, metrics.test_loss, metrics.train_loss

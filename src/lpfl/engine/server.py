@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
-from ..algorithms import Algorithm, ClientUpdate, State
+from ..algorithms import Algorithm, ClientUpdate, State, SubModelAlgorithm
 from ..algorithms.server_optimizers import ServerOptimizer, ServerSGD
 from ..wire import WireError, WireFormat, decode, encode
 from .messages import ClientReply, DivergenceError, Rejection
@@ -53,13 +54,31 @@ class Server:
         rejected: list[Rejection] = []
         for reply in replies:
             try:
-                state = decode(reply.payload, expected=self.shapes)
+                state = decode(reply.payload, expected=self.expected_shapes(reply.client))
             except WireError as exc:
                 log.warning("client %d: update rejected: %s", reply.client, exc)
                 rejected.append(Rejection(reply.client, str(exc)))
                 continue
             accepted.append(ClientUpdate(reply.client, state, reply.num_samples, reply.train_loss))
         return accepted, rejected
+
+    def expected_shapes(self, client: int) -> dict[str, tuple[int, ...]]:
+        """The global shapes, or the sub-model a HeteroFL/SplitMix client was asked to train."""
+        if isinstance(self.algorithm, SubModelAlgorithm):
+            return self.algorithm.expected_shapes(client)
+        return self.shapes
+
+    def downlink_bytes(self, sampled: Sequence[int], broadcast: bytes) -> int:
+        """Bytes sent to the sampled clients: the broadcast each, or each one's sub-model.
+
+        A sub-model client receives only its slice of the broadcast model; its size is
+        that slice encoded in the downlink format (the values are already on its grid).
+        """
+        if not isinstance(self.algorithm, SubModelAlgorithm):
+            return len(broadcast) * len(sampled)
+        start = decode(broadcast)
+        exact = replace(self.downlink, rounding="nearest")
+        return sum(len(encode(self.algorithm.plans[k].extract(start), exact)) for k in sampled)
 
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
         """One round on the server: decode, aggregate what survived, step the global model."""
@@ -72,7 +91,10 @@ class Server:
 
     def step(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         """Fold one round's client models into the global model (rounds count from 1)."""
-        aggregate = self.algorithm.aggregate(updates)
+        if isinstance(self.algorithm, SubModelAlgorithm):
+            aggregate = self.algorithm.aggregate_into(self.model, updates)
+        else:
+            aggregate = self.algorithm.aggregate(updates)
         bad = [k for k, v in aggregate.items() if not bool(torch.isfinite(v).all())]
         if bad:
             raise DivergenceError(f"round {round_}: aggregated model holds NaN/Inf in {bad[:3]}")

@@ -6,14 +6,23 @@ trainer and a round's metrics, so the two loops cannot drift apart.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..algorithms import Algorithm, State, build_algorithm
+from ..algorithms import (
+    SUBMODEL_ALGORITHMS,
+    Algorithm,
+    State,
+    SubModelAlgorithm,
+    build_algorithm,
+    build_submodel_algorithm,
+)
 from ..algorithms.server_optimizers import build_server_optimizer
+from ..algorithms.submodels import assign_widths, parse_widths
 from ..config import RunConfig
 from ..data import DATASETS
 from ..models import build_model
@@ -23,12 +32,23 @@ from .evaluate import evaluate
 from .messages import ClientReply, DivergenceError
 from .recorder import RoundMetrics
 from .server import Server
+from .submodel_trainer import SubModelTrainer
 from .vectorized import VectorizedTrainer
+
+log = logging.getLogger(__name__)
+
+
+def model_maker(cfg: RunConfig) -> Callable[[float], nn.Module]:
+    """Builds the configured architecture at a given width (1 = the full model)."""
+    spec = DATASETS[cfg.dataset]
+    return lambda width: build_model(cfg.model, spec.channels, spec.size, spec.num_classes, width)
 
 
 def new_model(cfg: RunConfig, device: torch.device) -> nn.Module:
-    spec = DATASETS[cfg.dataset]
-    return build_model(cfg.model, spec.channels, spec.size, spec.num_classes).to(device)
+    """The global model's architecture (for HeteroFL/SplitMix, the algorithm's global model)."""
+    if cfg.algorithm in SUBMODEL_ALGORITHMS:
+        return submodel_algorithm(cfg).global_model().to(device)
+    return model_maker(cfg)(1.0).to(device)
 
 
 def initial_model(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -44,7 +64,18 @@ def policy(cfg: RunConfig) -> PrecisionPolicy:
 
 
 def algorithm(cfg: RunConfig, score: Callable[[State], float] | None = None) -> Algorithm:
+    if cfg.algorithm in SUBMODEL_ALGORITHMS:
+        return submodel_algorithm(cfg)  # type: ignore[return-value]
     return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
+
+
+def submodel_algorithm(cfg: RunConfig) -> SubModelAlgorithm:
+    """HeteroFL/SplitMix with each client's width budget drawn as ``--hetero-assign`` says."""
+    widths = assign_widths(parse_widths(cfg.hetero_widths), cfg.clients, cfg.hetero_assign, cfg.seed)
+    (base,) = parse_widths(cfg.splitmix_base)
+    return build_submodel_algorithm(
+        cfg.algorithm, model_maker(cfg), widths, base, cfg.seed, cfg.aggregation
+    )
 
 
 def server(cfg: RunConfig, model: nn.Module, algo: Algorithm, generator: torch.Generator) -> Server:
@@ -69,8 +100,23 @@ def trainer(
     normalize: Callable[[Tensor], Tensor],
     generator: torch.Generator,
     engine: str | None = None,
-) -> LocalTrainer | VectorizedTrainer:
-    """The client trainer ``engine`` (default: ``cfg.engine``) asks for."""
+) -> LocalTrainer | VectorizedTrainer | SubModelTrainer:
+    """The client trainer ``engine`` (default: ``cfg.engine``) asks for.
+
+    HeteroFL/SplitMix clients train models of different shapes, which the vectorized
+    engine cannot stack: they always get the sequential sub-model engine, and say so.
+    """
+    if isinstance(algo, SubModelAlgorithm):
+        log.warning(
+            "%s: clients train sub-models of different shapes; using the sequential "
+            "sub-model engine (--engine %s does not apply)", algo.name, engine or cfg.engine,
+        )  # fmt: skip
+        device = next(model.parameters()).device
+        return SubModelTrainer(
+            algo, policy(cfg), OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum), normalize,
+            cfg.local_epochs, cfg.batch_size, generator, device,
+            persist=cfg.optimizer_state == "persist",
+        )  # fmt: skip
     engine_class = VectorizedTrainer if (engine or cfg.engine) == "vectorized" else LocalTrainer
     return engine_class(
         model,
@@ -110,8 +156,12 @@ def round_metrics(
     rejected: int,
     broadcast: bytes,
     quantized: tuple[float, float] | None = None,
+    bytes_down: int | None = None,
 ) -> RoundMetrics:
-    """One round's record: the train loss is the sample-weighted mean over the replies."""
+    """One round's record: the train loss is the sample-weighted mean over the replies.
+
+    ``bytes_down`` defaults to the broadcast sent to every sampled client.
+    """
     losses = [(r.train_loss, r.num_samples) for r in replies if r.num_samples]
     train_loss = sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
     acc, loss = evaluated or (None, None)
@@ -126,7 +176,7 @@ def round_metrics(
         uploads=len(replies),
         rejected=rejected,
         bytes_up=sum(len(r.payload) for r in replies),
-        bytes_down=len(broadcast) * sampled,
+        bytes_down=len(broadcast) * sampled if bytes_down is None else bytes_down,
         quantized_test_accuracy=acc_q,
         quantized_test_loss=loss_q,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..quant import ActQuant
+from .width import scaled
 
 GN_GROUPS = 2  # the common choice for GroupNorm ResNets in FL (Hsieh et al., 2020)
 
@@ -64,9 +65,11 @@ class ResNet(nn.Module):
         return self.logits_quant(self.classifier(self.pool_quant(h)))
 
 
-def resnet8(channels: int, num_classes: int) -> ResNet:
-    return ResNet(channels, num_classes, widths=(16, 32, 64), blocks=(1, 1, 1))
+def resnet8(channels: int, num_classes: int, width: float = 1.0) -> ResNet:
+    widths = tuple(scaled(w, width) for w in (16, 32, 64))
+    return ResNet(channels, num_classes, widths=widths, blocks=(1, 1, 1))
 
 
-def resnet18(channels: int, num_classes: int) -> ResNet:
-    return ResNet(channels, num_classes, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
+def resnet18(channels: int, num_classes: int, width: float = 1.0) -> ResNet:
+    widths = tuple(scaled(w, width) for w in (64, 128, 256, 512))
+    return ResNet(channels, num_classes, widths=widths, blocks=(2, 2, 2, 2))

@@ -1,0 +1,99 @@
+"""The sub-model engine: clients of different shapes (HeteroFL, SplitMix), one after another.
+
+The vectorized engine stacks clients that share one architecture; these clients do
+not, so each is trained by the sequential engine on its own sub-model: cut from the
+broadcast model by the algorithm's plan, trained in low precision exactly as a
+FedAvg client, and uploaded as the sub-model alone.
+
+Per-client optimizer state is kept per *global* tensor name, so a SplitMix client
+that trains bases 2-3 this round and 5-6 the next keeps each base's Adam moments
+with that base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+import torch
+from torch import Tensor
+
+from ..algorithms import ClientUpdate, State, SubModelAlgorithm
+from ..quant import PrecisionPolicy
+from .client import LocalTrainer, OptimizerSpec
+from .messages import ClientData, DivergenceError, Rejection
+
+
+class SubModelTrainer:
+    def __init__(
+        self,
+        algorithm: SubModelAlgorithm,
+        policy: PrecisionPolicy,
+        optimizer: OptimizerSpec,
+        normalize: Callable[[Tensor], Tensor],
+        local_epochs: int,
+        batch_size: int,
+        generator: torch.Generator,
+        device: torch.device,
+        persist: bool = True,
+    ) -> None:
+        self.algorithm = algorithm
+        self.policy = policy
+        self.optimizer = optimizer
+        self.normalize = normalize
+        self.local_epochs = local_epochs
+        self.batch_size = batch_size
+        self.generator = generator
+        self.device = device
+        self.persist = persist
+        self.trainers: dict[Hashable, LocalTrainer] = {}  # one worker model per architecture
+        self.saved: dict[tuple[int, str], dict] = {}  # (client, global tensor) -> optimizer state
+
+    def _trainer(self, arch: Hashable) -> LocalTrainer:
+        if arch not in self.trainers:
+            model = self.algorithm.client_model(arch).to(self.device)
+            self.trainers[arch] = LocalTrainer(
+                model, self.policy, self.algorithm, self.optimizer, self.normalize,
+                self.local_epochs, self.batch_size, self.generator, persist=False,
+            )  # fmt: skip
+        return self.trainers[arch]
+
+    def train_round(
+        self, sampled: list[int], start: State, data: list[ClientData]
+    ) -> list[ClientUpdate | Rejection]:
+        """Train each sampled client's sub-model from its slice of ``start``."""
+        results: list[ClientUpdate | Rejection] = []
+        self.algorithm.begin_round()
+        for k, client_data in zip(sampled, data, strict=True):
+            plan = self.algorithm.plan(k)
+            trainer = self._trainer(plan.arch)
+            names = [n for n, _ in trainer.model.named_parameters()]
+            try:
+                update, opt_state = trainer.train(
+                    k, plan.extract(start), client_data, self._gather(k, names, plan.sources)
+                )
+            except DivergenceError as exc:
+                results.append(Rejection(k, str(exc)))
+                continue
+            if self.persist:
+                for i, name in enumerate(names):
+                    if i in opt_state["state"]:
+                        self.saved[(k, plan.sources[name])] = opt_state["state"][i]
+            results.append(update)
+        return results
+
+    def _gather(self, client: int, names: list[str], sources: dict[str, str]) -> dict | None:
+        """A torch optimizer state for this client's parameters from what it kept, or None."""
+        kept = {i: self.saved.get((client, sources[n])) for i, n in enumerate(names)}
+        if not self.persist or all(v is None for v in kept.values()):
+            return None
+        groups = self.optimizer.build([torch.zeros(1)]).state_dict()["param_groups"]
+        groups[0]["params"] = list(range(len(names)))
+        return {"state": {i: v for i, v in kept.items() if v is not None}, "param_groups": groups}
+
+    def state_dict(self) -> dict:
+        """Optimizer states and the algorithm's planner, for checkpoints."""
+        return {"saved": self.saved, "planner": self.algorithm.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.saved = state["saved"]
+        self.algorithm.load_state_dict(state["planner"])
