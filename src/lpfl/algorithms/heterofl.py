@@ -37,15 +37,17 @@ class HeteroFL(PlannedAveraging):
         self.make_model = make_model
         self.client_widths = list(client_widths)
         self.width = max(self.client_widths)
-        full = state_shapes(self.global_model())
+        full = state_shapes(make_model, float(self.width))
         self.shapes: dict[Fraction, dict[str, Shape]] = {}
         for w in sorted(set(self.client_widths)):
-            shapes = state_shapes(make_model(float(w)))
+            shapes = state_shapes(make_model, float(w))
             if shapes.keys() != full.keys() or any(
                 len(s) != len(full[k]) or any(a > b for a, b in zip(s, full[k], strict=True))
                 for k, s in shapes.items()
             ):
-                raise ValueError(f"the width-{w} model is not a slice of the width-{self.width} one")
+                raise ValueError(
+                    f"the width-{w} model is not a slice of the width-{self.width} one"
+                )
             self.shapes[w] = shapes
 
     def global_model(self) -> nn.Module:

@@ -43,7 +43,7 @@ class SplitMix(PlannedAveraging):
         self.base = base
         self.count = int(1 / base)
         self.client_bases = [int(b // base) for b in client_budgets]
-        self.base_shapes = state_shapes(make_model(float(base)))
+        self.base_shapes = state_shapes(make_model, float(base))
         self.rng = np.random.default_rng([seed, 9])
 
     def global_model(self) -> nn.Module:
@@ -57,7 +57,9 @@ class SplitMix(PlannedAveraging):
         start = int(self.rng.integers(self.count))
         chosen = [(start + j) % self.count for j in range(n)]
         sources = {
-            f"bases.{i}.{k}": f"bases.{b}.{k}" for i, b in enumerate(chosen) for k in self.base_shapes
+            f"bases.{i}.{k}": f"bases.{b}.{k}"
+            for i, b in enumerate(chosen)
+            for k in self.base_shapes
         }
         shapes = {f"bases.{i}.{k}": s for i in range(n) for k, s in self.base_shapes.items()}
         return SubModel(n, sources, shapes)
@@ -68,7 +70,9 @@ class SplitMix(PlannedAveraging):
         """Sum over bases of each base's cross-entropy (training logits are per base)."""
         if logits.dim() == 2:  # an ensemble prediction, e.g. at evaluation
             return super().client_loss(model, logits, targets, weight)
-        per_base = F.cross_entropy(logits.transpose(1, 2), targets[:, None].expand(-1, logits.shape[1]), reduction="none")
+        per_base = F.cross_entropy(
+            logits.transpose(1, 2), targets[:, None].expand(-1, logits.shape[1]), reduction="none"
+        )
         return sample_mean(per_base.sum(dim=1), weight)
 
     def state_dict(self) -> dict:

@@ -13,7 +13,7 @@ no client held this round keeps its global value.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
@@ -60,12 +60,20 @@ class SubModel:
         return out
 
 
-def state_shapes(model: nn.Module) -> dict[str, Shape]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def state_shapes(make_model: Callable[[float], nn.Module], width: float) -> dict[str, Shape]:
+    """Tensor shapes of the model at ``width``, leaving the global RNG untouched.
+
+    Probing shapes must not shift the seeded initialisation of the real models.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return {k: tuple(v.shape) for k, v in make_model(width).state_dict().items()}
 
 
 def slice_mean(
-    model: State, updates: Sequence[ClientUpdate], plans: Sequence[SubModel], weights: Sequence[float]
+    model: State,
+    updates: Sequence[ClientUpdate],
+    plans: Sequence[SubModel],
+    weights: Sequence[float],
 ) -> State:
     """Average every global element over the updates that hold it (float32).
 
@@ -140,9 +148,7 @@ def parse_widths(text: str) -> tuple[Fraction, ...]:
     return tuple(out)
 
 
-def assign_widths(
-    widths: Sequence[Fraction], clients: int, how: str, seed: int
-) -> list[Fraction]:
+def assign_widths(widths: Sequence[Fraction], clients: int, how: str, seed: int) -> list[Fraction]:
     """Each client's capability, fixed for the whole run.
 
     ``cycle``: client k gets ``widths[k % len(widths)]`` (equal shares, the HeteroFL
@@ -178,7 +184,8 @@ class PlannedAveraging(ABC):
         return sample_mean(F.cross_entropy(logits, targets, reduction="none"), weight)
 
     def begin_local_training(self, start: State) -> None:
-        pass
+        """Nothing to remember: the objective does not depend on the starting point."""
+        return None
 
     def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
         return None
@@ -197,7 +204,8 @@ class PlannedAveraging(ABC):
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Plans that draw nothing at random have nothing to restore."""
+        return None
 
     def begin_round(self) -> None:
         self.plans.clear()
@@ -214,7 +222,5 @@ class PlannedAveraging(ABC):
     def aggregate_into(self, model: State, updates: Sequence[ClientUpdate]) -> State:
         if not updates:
             raise ValueError("nothing to aggregate: no client updates")
-        weights = [
-            float(u.num_samples) if self.weighting == "weighted" else 1.0 for u in updates
-        ]
+        weights = [float(u.num_samples) if self.weighting == "weighted" else 1.0 for u in updates]
         return slice_mean(model, updates, [self.plans[u.client] for u in updates], weights)

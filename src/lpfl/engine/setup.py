@@ -71,7 +71,9 @@ def algorithm(cfg: RunConfig, score: Callable[[State], float] | None = None) -> 
 
 def submodel_algorithm(cfg: RunConfig) -> SubModelAlgorithm:
     """HeteroFL/SplitMix with each client's width budget drawn as ``--hetero-assign`` says."""
-    widths = assign_widths(parse_widths(cfg.hetero_widths), cfg.clients, cfg.hetero_assign, cfg.seed)
+    widths = assign_widths(
+        parse_widths(cfg.hetero_widths), cfg.clients, cfg.hetero_assign, cfg.seed
+    )
     (base,) = parse_widths(cfg.splitmix_base)
     return build_submodel_algorithm(
         cfg.algorithm, model_maker(cfg), widths, base, cfg.seed, cfg.aggregation
