@@ -237,8 +237,14 @@ def test_width_settings_are_checked():
     drawn = assign_widths(parse_widths("1,1/2"), 50, "random", 0)
     assert drawn == assign_widths(parse_widths("1,1/2"), 50, "random", 0)
     assert set(drawn) == {Fraction(1), Fraction(1, 2)}
-    for bad in (dict(hetero_widths="2"), dict(hetero_widths="x"), dict(splitmix_base="1/3,1/4"),
-                dict(splitmix_base="2/5"), dict(algorithm="splitmix", hetero_widths="1/16")):  # fmt: skip
+    bad_settings = [
+        dict(hetero_widths="2"),
+        dict(hetero_widths="x"),
+        dict(splitmix_base="1/3,1/4"),
+        dict(splitmix_base="2/5"),
+        dict(algorithm="splitmix", hetero_widths="1/16"),
+    ]
+    for bad in bad_settings:
         with pytest.raises(ConfigError):
             make_config(**bad)
 
@@ -248,7 +254,7 @@ def test_width_settings_are_checked():
     [
         dict(algorithm="heterofl", hetero_widths="1,1/2"),
         dict(algorithm="splitmix", hetero_widths="1,1/2", splitmix_base="1/4"),
-    ],  # fmt: skip
+    ],
 )
 def test_sub_model_methods_learn_digits_at_8_bits(settings):
     cfg = make_config(dataset="digits", model="mlp", clients=10, participation=0.5, alpha=1.0,
