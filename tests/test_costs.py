@@ -43,7 +43,7 @@ def test_full_precision_stores_everything_in_float32():
     assert mem.weights == 4 * 23 and mem.optimizer == 0
     # x; the ReLU output, saved by ReLU and by the second matmul (the rounding points
     # are off, so it is one tensor, counted once); the logits.
-    assert mem.activations == 4 * (20 + 15 + 10)
+    assert mem.activations == mem.activations_fp32 == 4 * (20 + 15 + 10)
     assert stored_bytes((3, 4), BlockFormat(6, "tensor")) == (6 * 12 + 8) / 8
 
 

@@ -128,7 +128,8 @@ def analytic_memory(
     """
     shapes = [tuple(p.shape) for p in model.parameters()]
     numel = sum(math.prod(s) for s in shapes)
-    acts = saved_activations(model, step)
+    # At full precision the rounding points are the identity: nothing is on a W-bit grid.
+    acts = [(s, q and not act.full_precision) for s, q in saved_activations(model, step)]
     act_q = sum(stored_bytes(s, act) for s, q in acts if q)
     act_f = sum(FP32 * math.prod(s) for s, q in acts if not q)
     return MemoryBreakdown(
