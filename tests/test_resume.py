@@ -20,14 +20,22 @@ def _rounds(out):
     return data, [{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]]
 
 
-@pytest.mark.parametrize("engine", ["vectorized", "sequential"])
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch, engine):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(engine="vectorized"),
+        dict(engine="sequential"),
+        # SplitMix draws its clients' bases each round: the draw must resume too.
+        dict(algorithm="splitmix", hetero_widths="1/2,1/4", splitmix_base="1/4"),
+    ],
+)
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch, extra):
     quiet = dict(progress=False, log=lambda _m: None)
     straight = tmp_path / "straight"
-    run_simulation(make_config(**SETTINGS, engine=engine, out=str(straight)), **quiet)
+    run_simulation(make_config(**SETTINGS, **extra, out=str(straight)), **quiet)
 
     crashed = tmp_path / "crashed"
-    cfg = make_config(**SETTINGS, engine=engine, out=str(crashed), checkpoint_every=2)
+    cfg = make_config(**SETTINGS, **extra, out=str(crashed), checkpoint_every=2)
     real_evaluate = setup.evaluate
     calls = {"n": 0}
 
