@@ -232,6 +232,10 @@ NOTES = """## How to read it
   implementation would.
 - The paper's memory values are fp32 sizes x bits/32 (NOTES.md); its absolute
   205.4 MB for the full model is not reproduced by either count here.
+- **Accuracy** of short runs is not the paper's comparison: the low-bit FedAvg rows
+  use the moving average (lambda = 0.9, i.e. a server learning rate of 0.1), which
+  converges far more slowly than the baselines' plain averaging; compare accuracies
+  at the paper's 200 rounds (the GPU command in the script's docstring).
 """
 
 
