@@ -73,12 +73,22 @@ class Server:
 
         A sub-model client receives only its slice of the broadcast model; its size is
         that slice encoded in the downlink format (the values are already on its grid).
+        Without compression the size depends on the shapes alone, so each client
+        architecture is encoded once.
         """
         if not isinstance(self.algorithm, SubModelAlgorithm):
             return len(broadcast) * len(sampled)
         start = decode(broadcast)
         exact = replace(self.downlink, rounding="nearest")
-        return sum(len(encode(self.algorithm.plans[k].extract(start), exact)) for k in sampled)
+        sizes: dict = {}
+        total = 0
+        for k in sampled:
+            plan = self.algorithm.plans[k]
+            key = plan.arch if exact.compression == "none" else k
+            if key not in sizes:
+                sizes[key] = len(encode(plan.extract(start), exact))
+            total += sizes[key]
+        return total
 
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
         """One round on the server: decode, aggregate what survived, step the global model."""
