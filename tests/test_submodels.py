@@ -36,17 +36,21 @@ def _random_state(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
 def test_slicing_then_embedding_back_reproduces_the_global_model():
     algo = HeteroFL(convnet, WIDTHS)
     g = _random_state(algo.global_model())
+    zeros = {k: torch.zeros_like(v) for k, v in g.items()}
     for client, w in enumerate(WIDTHS):
         plan = algo.plan(client)
         local = plan.extract(g)
-        sub = convnet(float(w))
-        sub.load_state_dict(local)  # the slice has exactly the width-w model's shapes
-        assert plan.embed(local, g).keys() == g.keys()
-        assert all(torch.equal(plan.embed(local, g)[k], g[k]) for k in g)
-        zeros = {k: torch.zeros_like(v) for k, v in g.items()}
-        back = plan.embed(local, zeros)
-        kept = sum(int((back[k] != 0).sum()) for k in back)
-        assert kept == sum(v.numel() for v in local.values())
+        convnet(float(w)).load_state_dict(local)  # exactly the width-w model's shapes
+        back = algo.aggregate_into(g, [_update(client, local)])  # one holder: its own values
+        assert all(torch.equal(back[k], g[k]) for k in g)
+        # Into a zero model: the slice lands where it came from and nowhere else.
+        placed = algo.aggregate_into(zeros, [_update(client, local)])
+        for k in g:
+            region = tuple(slice(0, n) for n in plan.shapes[k])
+            assert torch.equal(placed[k][region], g[k][region])
+            rest = placed[k].clone()
+            rest[region] = 0
+            assert not rest.any()
 
 
 def test_a_sliced_convnet_computes_what_the_global_one_does_without_the_other_channels():

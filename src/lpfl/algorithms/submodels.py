@@ -52,13 +52,6 @@ class SubModel:
         """The client's tensors, cut from a global state (copies, so training cannot alias it)."""
         return {n: state[g][leading(self.shapes[n])].clone() for n, g in self.sources.items()}
 
-    def embed(self, local: State, into: State) -> State:
-        """``into`` with the client's tensors written back over their global slices."""
-        out = {k: v.clone() for k, v in into.items()}
-        for n, g in self.sources.items():
-            out[g][leading(self.shapes[n])] = local[n].to(out[g].dtype)
-        return out
-
 
 def state_shapes(make_model: Callable[[float], nn.Module], width: float) -> dict[str, Shape]:
     """Tensor shapes of the model at ``width``, leaving the global RNG untouched.
