@@ -107,6 +107,14 @@ class RunConfig:
         "train a round's clients all at once, or one by one",
         ("vectorized", "sequential"),
     )
+    fused_quant: str = _opt(
+        "auto", "round through one compiled kernel (auto: on CUDA)", ("auto", "on", "off")
+    )
+    tf32: str = _opt(
+        "auto",
+        "TF32 tensor cores for client training (auto: on CUDA at <= 12 bits, where exact)",
+        ("auto", "on", "off"),
+    )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     eval_quantized: bool = _opt(
         False, "also evaluate with the clients' activation rounding on (the reference's way)"
