@@ -151,7 +151,8 @@ def _run(
             tic = time.perf_counter()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
             broadcast = server.broadcast()
-            start = decode(broadcast)  # every sampled client receives the same bytes
+            # Every sampled client receives the same bytes, and trains where the data lives.
+            start = {name: t.to(device) for name, t in decode(broadcast).items()}
             replies, dropped = [], []
             with numerics.tensor_cores(tf32):
                 results = trainer.train_round(sampled, start, [clients[k] for k in sampled])

@@ -35,7 +35,8 @@ class Server:
         optimizer: ServerOptimizer | None = None,
     ) -> None:
         """``optimizer`` defaults to the moving average: SGD with learning rate 1-λ."""
-        self.model: State = {k: v.detach().float().clone() for k, v in initial.items()}
+        # Kept on the host, where client updates arrive (decoded from bytes).
+        self.model: State = {k: v.detach().float().cpu().clone() for k, v in initial.items()}
         self.shapes = {k: tuple(v.shape) for k, v in self.model.items()}
         self.algorithm = algorithm
         self.optimizer = optimizer or ServerSGD(1.0 - moving_average)

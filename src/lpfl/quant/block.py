@@ -75,17 +75,24 @@ def _block_shape(x: Tensor, block: str, batch_dims: int) -> tuple[int, ...]:
     return tuple(x.shape[: dims[0]]) + (1,) * len(dims)
 
 
+def _pow2_normal(e: Tensor) -> Tensor:
+    """2^e for int32 e in [-126, 127]: the float32 whose exponent field is e."""
+    return ((e + 127) << 23).view(torch.float32)
+
+
 def pow2(exponent: Tensor) -> Tensor:
     """Exactly 2^e as float32 for integer e in [-149, 127], built from its bit pattern.
 
-    Steps go down to 2^(-128-14), a subnormal; writing the bits avoids relying on
-    ``pow``/``exp2`` being exact on every device. No data-dependent branch: a branch
-    would make the GPU wait for the host on every one of a step's dozens of roundings.
+    Steps go down to 2^(-128-14), a subnormal: that is the product of 2^-126 and a
+    normal power of two, and the product is exact because it is representable.
+    Writing bits avoids relying on ``pow``/``exp2`` being exact on every device; only
+    int32 shifts are used (a compiled GPU kernel widened a shifted ``ones_like`` to
+    64 bits and could not reinterpret it), and no data-dependent branch, which would
+    make the GPU wait for the host on every one of a step's dozens of roundings.
     """
-    biased = exponent.to(torch.int32) + 127
-    shift = (biased + 22).clamp(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
-    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
-    return bits.view(torch.float32)
+    e = exponent.to(torch.int32)
+    normal = e.clamp(min=-126)
+    return _pow2_normal(normal) * _pow2_normal(e - normal)
 
 
 def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -184,6 +191,8 @@ def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
     twice as fast and just as reproducible. Small tensors, and other devices, use
     torch's own generator: there seeding numpy would cost more than it saves.
     """
+    if generator is not None and generator.device != m.device:  # e.g. wire encoding on the host
+        return torch.rand(m.shape, generator=generator, device=generator.device).to(m.device)
     if m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
         return torch.rand(m.shape, generator=generator, device=m.device, dtype=m.dtype)
     seed = int(torch.randint(0, 2**62, (), generator=generator))
