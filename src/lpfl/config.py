@@ -90,6 +90,36 @@ class RunConfig:
         0.1, "ABAvg: share of the training data the server keeps to score clients"
     )
     prox_mu: float = _opt(0.1, "FedProx: weight of mu*||w - w_global||^2 (no 1/2, as the paper)")
+    fedgen_lr: float = _opt(3e-4, "FedGen: generator Adam learning rate")
+    fedgen_steps: int = _opt(5, "FedGen: generator steps on the server per round")
+    fedgen_batch_size: int = _opt(
+        32, "FedGen: generated samples per generator step and per client step"
+    )
+    fedgen_noise_dim: int = _opt(32, "FedGen: generator noise width")
+    fedgen_hidden_dim: int = _opt(32, "FedGen: generator hidden width")
+    fedgen_alpha: float = _opt(
+        0.1, "FedGen: client weight of cross-entropy on generated features (decays)"
+    )
+    fedgen_beta: float = _opt(
+        2.5, "FedGen: client weight of the KL toward the head on generated features (decays)"
+    )
+    fedgen_diversity: float = _opt(
+        1.0, "FedGen: generator diversity-loss weight (Zhu et al.; the reference uses 0)"
+    )
+    fedgen_decay: float = _opt(
+        0.98, "FedGen: per-round decay of alpha, beta and the generator learning rate"
+    )
+    fedftg_iterations: int = _opt(
+        10, "FedFTG: generator/distillation alternations per round on the server"
+    )
+    fedftg_generator_steps: int = _opt(1, "FedFTG: generator steps per alternation")
+    fedftg_distill_steps: int = _opt(5, "FedFTG: global-model steps per alternation")
+    fedftg_generator_lr: float = _opt(1e-2, "FedFTG: generator Adam learning rate")
+    fedftg_lr: float = _opt(1e-4, "FedFTG: global-model Adam learning rate when fine-tuning")
+    fedftg_batch_size: int = _opt(32, "FedFTG: generated samples per step")
+    fedftg_noise_dim: int = _opt(128, "FedFTG: generator noise width")
+    fedftg_hard: float = _opt(1.0, "FedFTG: weight of the hard-sample (disagreement) term")
+    fedftg_diversity: float = _opt(1.0, "FedFTG: generator diversity-loss weight")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -172,6 +202,24 @@ class RunConfig:
             ("server_momentum", 0 <= self.server_momentum < 1, "must be in [0, 1)"),
             ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
             ("server_val_fraction", 0 < self.server_val_fraction < 0.5, "must be in (0, 0.5)"),
+            ("fedgen_lr", self.fedgen_lr > 0, "must be > 0"),
+            ("fedgen_steps", self.fedgen_steps >= 1, "must be >= 1"),
+            ("fedgen_batch_size", self.fedgen_batch_size >= 2, "must be >= 2"),
+            ("fedgen_noise_dim", self.fedgen_noise_dim >= 1, "must be >= 1"),
+            ("fedgen_hidden_dim", self.fedgen_hidden_dim >= 1, "must be >= 1"),
+            ("fedgen_alpha", self.fedgen_alpha >= 0, "must be >= 0"),
+            ("fedgen_beta", self.fedgen_beta >= 0, "must be >= 0"),
+            ("fedgen_diversity", self.fedgen_diversity >= 0, "must be >= 0"),
+            ("fedgen_decay", 0 < self.fedgen_decay <= 1, "must be in (0, 1]"),
+            ("fedftg_iterations", self.fedftg_iterations >= 1, "must be >= 1"),
+            ("fedftg_generator_steps", self.fedftg_generator_steps >= 0, "must be >= 0"),
+            ("fedftg_distill_steps", self.fedftg_distill_steps >= 1, "must be >= 1"),
+            ("fedftg_generator_lr", self.fedftg_generator_lr > 0, "must be > 0"),
+            ("fedftg_lr", self.fedftg_lr > 0, "must be > 0"),
+            ("fedftg_batch_size", self.fedftg_batch_size >= 2, "must be >= 2"),
+            ("fedftg_noise_dim", self.fedftg_noise_dim >= 1, "must be >= 1"),
+            ("fedftg_hard", self.fedftg_hard >= 0, "must be >= 0"),
+            ("fedftg_diversity", self.fedftg_diversity >= 0, "must be >= 0"),
         ]
         try:
             parse_trackers(self.trackers)
