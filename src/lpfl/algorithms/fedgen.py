@@ -8,12 +8,13 @@ Client, each step, in low precision: with the generator fixed, features are gene
 for the batch's labels and for labels drawn from the client's own classes, rounded in
 the model's activation format (they enter the head like activations), and
 
-    loss = CE(f(x), y) + β_t·KL(softmax(h(G(y))) ‖ softmax(f(x)))
-           + (n_gen / batch)·α_t·CE(h(G(ỹ)), ỹ),
+    loss = CE(f(x), y) + β_t·KL(softmax(h(G(y))) ‖ softmax(f(x))) + α_t·CE(h(G(ỹ)), ỹ),
 
 with h the client's own head (the KL target is detached) and α_t, β_t decaying by
 ``decay`` per round from ``alpha``, ``beta`` (floored at 1e-4). No regulariser before
-the generator has been trained once.
+the generator has been trained once. Zhu et al. and the reference scale the last term
+by n_gen / batch, which is 1 at their settings (32 / 32); here it is α_t alone, so a
+short last batch weighs it the same in both engines.
 
 Defects of the reference fixed here: the clients regularise with the generator the
 server trains (the reference's clients read an untrained one whenever the moving average
@@ -156,8 +157,7 @@ class FedGen(FedAvg):
         kl = (torch.xlogy(teacher, teacher) - teacher * logits.log_softmax(-1)).sum(-1)
         generated = head(drawn["sampled"])
         ce = torch.nn.functional.cross_entropy(generated, drawn["labels"])
-        ratio = drawn["labels"].shape[-1] / targets.shape[-1]
-        return beta * sample_mean(kl, weight) + ratio * alpha * ce
+        return beta * sample_mean(kl, weight) + alpha * ce
 
     # --- server side -------------------------------------------------------------------
 
