@@ -159,7 +159,7 @@ def test_server_rounds_reject_malformed_and_silent_nodes_and_go_on(tmp_path) -> 
 @pytest.mark.parametrize("algorithm", ["fedgen", "fedftg"])
 def test_server_rounds_refuse_algorithms_the_messages_cannot_carry_yet(algorithm) -> None:
     cfg = make_config(**TINY, algorithm=algorithm)
-    with pytest.raises(ConfigError, match="--algorithm: .*not on Flower yet"):
+    with pytest.raises(ConfigError, match=r"--algorithm: .*not on Flower yet"):
         run_rounds(FakeGrid(4), cfg, FlowerSettings(round_timeout=5))
 
 

@@ -196,6 +196,13 @@ def test_bad_settings_are_refused(flag, value):
         make_config(algorithm="fedgen", **{flag: value})
 
 
+def test_options_refuse_bad_values_outside_the_cli_too():
+    with pytest.raises(ValueError, match=r"FedGenOptions\.decay"):
+        _fedgen(decay=0.0)
+    with pytest.raises(ValueError, match=r"FedFTGOptions\.batch_size"):
+        FedFTGOptions(batch_size=1).validate()
+
+
 @pytest.mark.parametrize("name", ["mlp", "convnet", "resnet8"])
 def test_head_forward_matches_the_models_forward(name):
     model = build_model(name, 1, 8, 10)

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, FedFTGOptions, FedGenOptions
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
 from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
@@ -162,6 +162,16 @@ class RunConfig:
         bits = self.bits if self.download_quant else FULL_PRECISION
         return WireFormat(bits, self.weight_block, self.rounding, self.wire_float, self.compression)
 
+    def fedgen_options(self) -> FedGenOptions:
+        return FedGenOptions(**self._prefixed("fedgen", FedGenOptions))
+
+    def fedftg_options(self) -> FedFTGOptions:
+        return FedFTGOptions(**self._prefixed("fedftg", FedFTGOptions))
+
+    def _prefixed(self, prefix: str, options: type) -> dict[str, Any]:
+        """The ``prefix_*`` settings, named as the options dataclass names them."""
+        return {f.name: getattr(self, f"{prefix}_{f.name}") for f in fields(options)}
+
     def resolved_server_lr(self) -> float:
         return self.server_lr if self.server_lr is not None else 1.0 - self.moving_average
 
@@ -202,25 +212,12 @@ class RunConfig:
             ("server_momentum", 0 <= self.server_momentum < 1, "must be in [0, 1)"),
             ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
             ("server_val_fraction", 0 < self.server_val_fraction < 0.5, "must be in (0, 0.5)"),
-            ("fedgen_lr", self.fedgen_lr > 0, "must be > 0"),
-            ("fedgen_steps", self.fedgen_steps >= 1, "must be >= 1"),
-            ("fedgen_batch_size", self.fedgen_batch_size >= 2, "must be >= 2"),
-            ("fedgen_noise_dim", self.fedgen_noise_dim >= 1, "must be >= 1"),
-            ("fedgen_hidden_dim", self.fedgen_hidden_dim >= 1, "must be >= 1"),
-            ("fedgen_alpha", self.fedgen_alpha >= 0, "must be >= 0"),
-            ("fedgen_beta", self.fedgen_beta >= 0, "must be >= 0"),
-            ("fedgen_diversity", self.fedgen_diversity >= 0, "must be >= 0"),
-            ("fedgen_decay", 0 < self.fedgen_decay <= 1, "must be in (0, 1]"),
-            ("fedftg_iterations", self.fedftg_iterations >= 1, "must be >= 1"),
-            ("fedftg_generator_steps", self.fedftg_generator_steps >= 0, "must be >= 0"),
-            ("fedftg_distill_steps", self.fedftg_distill_steps >= 1, "must be >= 1"),
-            ("fedftg_generator_lr", self.fedftg_generator_lr > 0, "must be > 0"),
-            ("fedftg_lr", self.fedftg_lr > 0, "must be > 0"),
-            ("fedftg_batch_size", self.fedftg_batch_size >= 2, "must be >= 2"),
-            ("fedftg_noise_dim", self.fedftg_noise_dim >= 1, "must be >= 1"),
-            ("fedftg_hard", self.fedftg_hard >= 0, "must be >= 0"),
-            ("fedftg_diversity", self.fedftg_diversity >= 0, "must be >= 0"),
         ]
+        for prefix, options in (
+            ("fedgen", self.fedgen_options()),
+            ("fedftg", self.fedftg_options()),
+        ):
+            checks += [(f"{prefix}_{name}", ok, rule) for name, ok, rule in options.checks()]
         try:
             parse_trackers(self.trackers)
         except ValueError as exc:

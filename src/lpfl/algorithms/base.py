@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import torch
 from torch import Tensor, nn
 
 State = dict[str, Tensor]
+Check = tuple[str, bool, str]  # (setting, whether it holds, the rule it must follow)
 Inputs = dict[str, Tensor]  # server-made tensors a client step consumes (FedGen's features)
 
 
@@ -84,6 +85,22 @@ class Algorithm(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Options:
+    """Base of an algorithm's hyper-parameter dataclass: one list of range checks, which
+    ``validate`` applies and ``RunConfig.validate`` reuses under its flag names."""
+
+    def checks(self) -> list[Check]:
+        return []
+
+    def validate(self) -> Self:
+        for name, ok, rule in self.checks():
+            if not ok:
+                raise ValueError(
+                    f"{type(self).__name__}.{name}: {rule}, got {getattr(self, name)!r}"
+                )
+        return self
 
 
 def sample_mean(per_sample: Tensor, weight: Tensor | None) -> Tensor:

@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .base import ClientUpdate, State, label_count_matrix
+from .base import Check, ClientUpdate, Options, State, label_count_matrix
 from .fedavg import FedAvg
 from .generator import ImageGenerator, diversity_loss
 
 
 @dataclass(frozen=True)
-class FedFTGOptions:
+class FedFTGOptions(Options):
     iterations: int = 10  # generator/distillation alternations per round
     generator_steps: int = 1
     distill_steps: int = 5
@@ -51,22 +51,18 @@ class FedFTGOptions:
     hard: float = 1.0  # β_tran
     diversity: float = 1.0  # β_div
 
-    def validate(self) -> FedFTGOptions:
-        checks = [
-            ("iterations", self.iterations >= 1),
-            ("generator_steps", self.generator_steps >= 0),
-            ("distill_steps", self.distill_steps >= 1),
-            ("generator_lr", self.generator_lr > 0),
-            ("lr", self.lr > 0),
-            ("batch_size", self.batch_size >= 2),  # BatchNorm needs two samples
-            ("noise_dim", self.noise_dim >= 1),
-            ("hard", self.hard >= 0),
-            ("diversity", self.diversity >= 0),
+    def checks(self) -> list[Check]:
+        return [
+            ("iterations", self.iterations >= 1, "must be >= 1"),
+            ("generator_steps", self.generator_steps >= 0, "must be >= 0"),
+            ("distill_steps", self.distill_steps >= 1, "must be >= 1"),
+            ("generator_lr", self.generator_lr > 0, "must be > 0"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("batch_size", self.batch_size >= 2, "must be >= 2"),  # BatchNorm needs two
+            ("noise_dim", self.noise_dim >= 1, "must be >= 1"),
+            ("hard", self.hard >= 0, "must be >= 0"),
+            ("diversity", self.diversity >= 0, "must be >= 0"),
         ]
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"FedFTG {name} out of range: {getattr(self, name)!r}")
-        return self
 
 
 def distillation_loss(student_logits: Tensor, ensemble: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..models import HEAD
 from ..quant import BlockFormat, quantize
-from .base import ClientUpdate, Inputs, State, label_count_matrix, sample_mean
+from .base import Check, ClientUpdate, Inputs, Options, State, label_count_matrix, sample_mean
 from .fedavg import FedAvg
 from .generator import FeatureGenerator, diversity_loss
 
@@ -41,7 +41,7 @@ COEFFICIENT_FLOOR = 1e-4  # Zhu et al. and the reference never let the weights r
 
 
 @dataclass(frozen=True)
-class FedGenOptions:
+class FedGenOptions(Options):
     """Defaults are the reference's (the paper's runs) unless said otherwise."""
 
     lr: float = 3e-4  # generator Adam learning rate
@@ -54,22 +54,18 @@ class FedGenOptions:
     diversity: float = 1.0  # generator diversity weight (Zhu et al.; the reference uses 0)
     decay: float = 0.98  # per round: α, β and the generator learning rate
 
-    def validate(self) -> FedGenOptions:
-        checks = [
-            ("lr", self.lr > 0),
-            ("steps", self.steps >= 1),
-            ("batch_size", self.batch_size >= 2),  # BatchNorm needs two samples
-            ("noise_dim", self.noise_dim >= 1),
-            ("hidden_dim", self.hidden_dim >= 1),
-            ("alpha", self.alpha >= 0),
-            ("beta", self.beta >= 0),
-            ("diversity", self.diversity >= 0),
-            ("decay", 0 < self.decay <= 1),
+    def checks(self) -> list[Check]:
+        return [
+            ("lr", self.lr > 0, "must be > 0"),
+            ("steps", self.steps >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 2, "must be >= 2"),  # BatchNorm needs two
+            ("noise_dim", self.noise_dim >= 1, "must be >= 1"),
+            ("hidden_dim", self.hidden_dim >= 1, "must be >= 1"),
+            ("alpha", self.alpha >= 0, "must be >= 0"),
+            ("beta", self.beta >= 0, "must be >= 0"),
+            ("diversity", self.diversity >= 0, "must be >= 0"),
+            ("decay", 0 < self.decay <= 1, "must be in (0, 1]"),
         ]
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"FedGen {name} out of range: {getattr(self, name)!r}")
-        return self
 
 
 class FedGen(FedAvg):
@@ -171,6 +167,8 @@ class FedGen(FedAvg):
         total = counts.sum(0)
         weights = counts / total.clamp(min=1)  # (K, C): client k's share of label y
         labels = total.nonzero().flatten()  # classes some client holds
+        if len(labels) == 0:
+            return  # no client holds data: nothing to learn from this round
         heads_w = torch.stack([u.state[f"{HEAD}.weight"].float() for u in updates]).to(self.device)
         heads_b = torch.stack([u.state[f"{HEAD}.bias"].float() for u in updates]).to(self.device)
         n, opts = self.options.batch_size, self.options

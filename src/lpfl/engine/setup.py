@@ -15,8 +15,6 @@ from torch import Tensor, nn
 from ..algorithms import (
     SIMULATOR_ONLY,
     Algorithm,
-    FedFTGOptions,
-    FedGenOptions,
     Generative,
     State,
     build_algorithm,
@@ -66,38 +64,10 @@ def algorithm(
             spec.size,
             policy(cfg).act,
             cfg.seed,
-            fedgen_options(cfg),
-            fedftg_options(cfg),
+            cfg.fedgen_options(),
+            cfg.fedftg_options(),
         )
     return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score, generative)
-
-
-def fedgen_options(cfg: RunConfig) -> FedGenOptions:
-    return FedGenOptions(
-        lr=cfg.fedgen_lr,
-        steps=cfg.fedgen_steps,
-        batch_size=cfg.fedgen_batch_size,
-        noise_dim=cfg.fedgen_noise_dim,
-        hidden_dim=cfg.fedgen_hidden_dim,
-        alpha=cfg.fedgen_alpha,
-        beta=cfg.fedgen_beta,
-        diversity=cfg.fedgen_diversity,
-        decay=cfg.fedgen_decay,
-    )
-
-
-def fedftg_options(cfg: RunConfig) -> FedFTGOptions:
-    return FedFTGOptions(
-        iterations=cfg.fedftg_iterations,
-        generator_steps=cfg.fedftg_generator_steps,
-        distill_steps=cfg.fedftg_distill_steps,
-        generator_lr=cfg.fedftg_generator_lr,
-        lr=cfg.fedftg_lr,
-        batch_size=cfg.fedftg_batch_size,
-        noise_dim=cfg.fedftg_noise_dim,
-        hard=cfg.fedftg_hard,
-        diversity=cfg.fedftg_diversity,
-    )
 
 
 def server(cfg: RunConfig, model: nn.Module, algo: Algorithm, generator: torch.Generator) -> Server:
