@@ -155,7 +155,7 @@ SHORT = dict(dataset="digits", model="mlp", clients=10, participation=0.5, alpha
 
 @pytest.mark.parametrize("algorithm", ["fedgen", "fedftg"])
 def test_learns_digits_at_8_bits(algorithm):
-    cfg = make_config(**SHORT, rounds=12, algorithm=algorithm, bits=8)
+    cfg = make_config(**SHORT, rounds=10, algorithm=algorithm, bits=8)
     acc = run_simulation(cfg, progress=False, log=lambda _m: None).summary()["final_accuracy_mean"]
     assert acc > 0.5
 

@@ -10,6 +10,10 @@ a client that has run out of batches is padded and marked inactive, so neither i
 weights nor its optimizer state change. Padding repeats real samples of the same
 batch, which leaves each client's per-tensor activation maxima, and so its rounding,
 exactly as in the sequential engine; padded samples carry zero loss weight.
+
+Server-made inputs a step consumes (FedGen's generated features) are drawn for all
+clients at once, outside ``vmap``, in the order the sequential engine draws them for
+one client; the regulariser that uses them runs inside, with each client's own head.
 """
 
 from __future__ import annotations
