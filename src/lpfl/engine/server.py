@@ -97,4 +97,4 @@ class Server:
     def load_state_dict(self, state: dict) -> None:
         self.model = state["model"]
         vars(self.optimizer).update(state["optimizer"])
-        self.algorithm.load_state_dict(state["algorithm"])
+        self.algorithm.load_state_dict(state.get("algorithm", {}))  # older checkpoints: none
