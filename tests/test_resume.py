@@ -20,14 +20,22 @@ def _rounds(out):
     return data, [{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]]
 
 
-@pytest.mark.parametrize("engine", ["vectorized", "sequential"])
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch, engine):
+@pytest.mark.parametrize(
+    ("engine", "algorithm"),
+    [("vectorized", "fedavg"), ("sequential", "fedavg"), ("vectorized", "fedgen"),
+     ("vectorized", "fedftg")],
+)  # fmt: skip
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    tmp_path, monkeypatch, engine, algorithm
+):
+    """FedGen and FedFTG also carry their generators and optimizers in the checkpoint."""
     quiet = dict(progress=False, log=lambda _m: None)
+    settings = SETTINGS | dict(engine=engine, algorithm=algorithm, fedftg_iterations=2)
     straight = tmp_path / "straight"
-    run_simulation(make_config(**SETTINGS, engine=engine, out=str(straight)), **quiet)
+    run_simulation(make_config(**settings, out=str(straight)), **quiet)
 
     crashed = tmp_path / "crashed"
-    cfg = make_config(**SETTINGS, engine=engine, out=str(crashed), checkpoint_every=2)
+    cfg = make_config(**settings, out=str(crashed), checkpoint_every=2)
     real_evaluate = setup.evaluate
     calls = {"n": 0}
 

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, FedFTGOptions, FedGenOptions
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
 from .wire.format import COMPRESSIONS, FLOAT_DTYPES, WireFormat
@@ -90,6 +90,36 @@ class RunConfig:
         0.1, "ABAvg: share of the training data the server keeps to score clients"
     )
     prox_mu: float = _opt(0.1, "FedProx: weight of mu*||w - w_global||^2 (no 1/2, as the paper)")
+    fedgen_lr: float = _opt(3e-4, "FedGen: generator Adam learning rate")
+    fedgen_steps: int = _opt(5, "FedGen: generator steps on the server per round")
+    fedgen_batch_size: int = _opt(
+        32, "FedGen: generated samples per generator step and per client step"
+    )
+    fedgen_noise_dim: int = _opt(32, "FedGen: generator noise width")
+    fedgen_hidden_dim: int = _opt(32, "FedGen: generator hidden width")
+    fedgen_alpha: float = _opt(
+        0.1, "FedGen: client weight of cross-entropy on generated features (decays)"
+    )
+    fedgen_beta: float = _opt(
+        2.5, "FedGen: client weight of the KL toward the head on generated features (decays)"
+    )
+    fedgen_diversity: float = _opt(
+        1.0, "FedGen: generator diversity-loss weight (Zhu et al.; the reference uses 0)"
+    )
+    fedgen_decay: float = _opt(
+        0.98, "FedGen: per-round decay of alpha, beta and the generator learning rate"
+    )
+    fedftg_iterations: int = _opt(
+        10, "FedFTG: generator/distillation alternations per round on the server"
+    )
+    fedftg_generator_steps: int = _opt(1, "FedFTG: generator steps per alternation")
+    fedftg_distill_steps: int = _opt(5, "FedFTG: global-model steps per alternation")
+    fedftg_generator_lr: float = _opt(1e-2, "FedFTG: generator Adam learning rate")
+    fedftg_lr: float = _opt(1e-4, "FedFTG: global-model Adam learning rate when fine-tuning")
+    fedftg_batch_size: int = _opt(32, "FedFTG: generated samples per step")
+    fedftg_noise_dim: int = _opt(128, "FedFTG: generator noise width")
+    fedftg_hard: float = _opt(1.0, "FedFTG: weight of the hard-sample (disagreement) term")
+    fedftg_diversity: float = _opt(1.0, "FedFTG: generator diversity-loss weight")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -140,6 +170,16 @@ class RunConfig:
         bits = self.bits if self.download_quant else FULL_PRECISION
         return WireFormat(bits, self.weight_block, self.rounding, self.wire_float, self.compression)
 
+    def fedgen_options(self) -> FedGenOptions:
+        return FedGenOptions(**self._prefixed("fedgen", FedGenOptions))
+
+    def fedftg_options(self) -> FedFTGOptions:
+        return FedFTGOptions(**self._prefixed("fedftg", FedFTGOptions))
+
+    def _prefixed(self, prefix: str, options: type) -> dict[str, Any]:
+        """The ``prefix_*`` settings, named as the options dataclass names them."""
+        return {f.name: getattr(self, f"{prefix}_{f.name}") for f in fields(options)}
+
     def resolved_server_lr(self) -> float:
         return self.server_lr if self.server_lr is not None else 1.0 - self.moving_average
 
@@ -181,6 +221,11 @@ class RunConfig:
             ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
             ("server_val_fraction", 0 < self.server_val_fraction < 0.5, "must be in (0, 0.5)"),
         ]
+        for prefix, options in (
+            ("fedgen", self.fedgen_options()),
+            ("fedftg", self.fedftg_options()),
+        ):
+            checks += [(f"{prefix}_{name}", ok, rule) for name, ok, rule in options.checks()]
         try:
             parse_trackers(self.trackers)
         except ValueError as exc:

@@ -108,7 +108,7 @@ def _run(
         global_model.load_state_dict(state)
         return evaluate(global_model, x_val, y_val, norm)[0]
 
-    algorithm = setup.algorithm(cfg, score)
+    algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator)
@@ -168,7 +168,13 @@ def _run(
                 if on_upload is not None:
                     on_upload(rnd, result.client, payload)
                 replies.append(
-                    ClientReply(result.client, payload, result.num_samples, result.train_loss)
+                    ClientReply(
+                        result.client,
+                        payload,
+                        result.num_samples,
+                        result.train_loss,
+                        result.label_counts,
+                    )
                 )
             rejected = dropped + server.update(rnd, replies)
             for r in rejected:

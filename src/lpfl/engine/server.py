@@ -59,7 +59,11 @@ class Server:
                 log.warning("client %d: update rejected: %s", reply.client, exc)
                 rejected.append(Rejection(reply.client, str(exc)))
                 continue
-            accepted.append(ClientUpdate(reply.client, state, reply.num_samples, reply.train_loss))
+            accepted.append(
+                ClientUpdate(
+                    reply.client, state, reply.num_samples, reply.train_loss, reply.label_counts
+                )
+            )
         return accepted, rejected
 
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
@@ -83,9 +87,15 @@ class Server:
             self.model = aggregate
 
     def state_dict(self) -> dict:
-        """The global model and the server optimizer's buffers, for checkpoints."""
-        return {"model": self.model, "optimizer": dict(vars(self.optimizer))}
+        """The global model, the server optimizer's buffers and what the algorithm learns
+        on the server (FedGen's and FedFTG's generators), for checkpoints."""
+        return {
+            "model": self.model,
+            "optimizer": dict(vars(self.optimizer)),
+            "algorithm": self.algorithm.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model = state["model"]
         vars(self.optimizer).update(state["optimizer"])
+        self.algorithm.load_state_dict(state.get("algorithm", {}))  # older checkpoints: none

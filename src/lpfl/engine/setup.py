@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..algorithms import Algorithm, State, build_algorithm
+from ..algorithms import (
+    SIMULATOR_ONLY,
+    Algorithm,
+    Generative,
+    State,
+    build_algorithm,
+)
 from ..algorithms.server_optimizers import build_server_optimizer
 from ..config import RunConfig
 from ..data import DATASETS
@@ -43,8 +49,25 @@ def policy(cfg: RunConfig) -> PrecisionPolicy:
     )
 
 
-def algorithm(cfg: RunConfig, score: Callable[[State], float] | None = None) -> Algorithm:
-    return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
+def algorithm(
+    cfg: RunConfig,
+    score: Callable[[State], float] | None = None,
+    device: torch.device | None = None,
+) -> Algorithm:
+    """The configured algorithm; FedGen and FedFTG keep their server-side models on ``device``."""
+    generative = None
+    if cfg.algorithm in SIMULATOR_ONLY:
+        spec = DATASETS[cfg.dataset]
+        generative = Generative(
+            new_model(cfg, device or torch.device("cpu")),  # full precision: no rounding attached
+            spec.channels,
+            spec.size,
+            policy(cfg).act,
+            cfg.seed,
+            cfg.fedgen_options(),
+            cfg.fedftg_options(),
+        )
+    return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score, generative)
 
 
 def server(cfg: RunConfig, model: nn.Module, algo: Algorithm, generator: torch.Generator) -> Server:
