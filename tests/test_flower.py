@@ -156,6 +156,13 @@ def test_server_rounds_reject_malformed_and_silent_nodes_and_go_on(tmp_path) -> 
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 3
 
 
+@pytest.mark.parametrize("algorithm", ["fedgen", "fedftg", "heterofl", "splitmix"])
+def test_server_rounds_refuse_algorithms_the_messages_cannot_carry_yet(algorithm) -> None:
+    cfg = make_config(**TINY, algorithm=algorithm)
+    with pytest.raises(ConfigError, match=r"--algorithm: .*not on Flower yet"):
+        run_rounds(FakeGrid(4), cfg, FlowerSettings(round_timeout=5))
+
+
 @pytest.mark.flower
 def test_flower_simulation_learns_and_sends_wire_sized_updates(tmp_path) -> None:
     from flwr.simulation import run_simulation

@@ -21,21 +21,23 @@ def _rounds(out):
 
 
 @pytest.mark.parametrize(
-    "extra",
-    [
-        dict(engine="vectorized"),
-        dict(engine="sequential"),
-        # SplitMix draws its clients' bases each round: the draw must resume too.
-        dict(algorithm="splitmix", hetero_widths="1/2,1/4", splitmix_base="1/4"),
-    ],
-)
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch, extra):
+    ("engine", "algorithm"),
+    [("vectorized", "fedavg"), ("sequential", "fedavg"), ("vectorized", "fedgen"),
+     ("vectorized", "fedftg"), ("sequential", "splitmix")],
+)  # fmt: skip
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    tmp_path, monkeypatch, engine, algorithm
+):
+    """FedGen and FedFTG also carry their generators and optimizers in the checkpoint;
+    SplitMix the state of its per-round draw of each client's bases."""
     quiet = dict(progress=False, log=lambda _m: None)
+    settings = SETTINGS | dict(engine=engine, algorithm=algorithm, fedftg_iterations=2,
+                               hetero_widths="1/2,1/4", splitmix_base="1/4")  # fmt: skip
     straight = tmp_path / "straight"
-    run_simulation(make_config(**SETTINGS, **extra, out=str(straight)), **quiet)
+    run_simulation(make_config(**settings, out=str(straight)), **quiet)
 
     crashed = tmp_path / "crashed"
-    cfg = make_config(**SETTINGS, **extra, out=str(crashed), checkpoint_every=2)
+    cfg = make_config(**settings, out=str(crashed), checkpoint_every=2)
     real_evaluate = setup.evaluate
     calls = {"n": 0}
 

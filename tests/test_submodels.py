@@ -87,18 +87,19 @@ def test_each_element_is_averaged_over_the_clients_that_hold_it_only():
         for k, (p, v) in enumerate(zip(plans, values, strict=True))
     ]
     new = algo.aggregate_into(g, updates)
-    w = new["net.1.weight"]  # (200, 64): clients 1 and 2 hold the first 100 rows
+    w = new["features.1.weight"]  # (200, 64): clients 1 and 2 hold the first 100 rows
     assert torch.all(w[:100] == 4.0)  # (1 + 4 + 7) / 3
     assert torch.all(w[100:] == 1.0)  # only client 0 holds these: its value, not a third of it
     only_narrow = algo.aggregate_into(g, updates[1:])
-    assert torch.all(only_narrow["net.1.weight"][:100] == 5.5)
-    assert torch.equal(only_narrow["net.1.weight"][100:], g["net.1.weight"][100:])  # untouched
+    assert torch.all(only_narrow["features.1.weight"][:100] == 5.5)
+    # untouched where no one held it:
+    assert torch.equal(only_narrow["features.1.weight"][100:], g["features.1.weight"][100:])
 
     weighted = HeteroFL(mlp, [Fraction(1), Fraction(1, 2)], weighting="weighted")
     p0, p1 = weighted.plan(0), weighted.plan(1)
     ups = [_update(0, {n: torch.full(s, 0.0) for n, s in p0.shapes.items()}, n=30),
            _update(1, {n: torch.full(s, 4.0) for n, s in p1.shapes.items()}, n=10)]  # fmt: skip
-    assert torch.all(weighted.aggregate_into(g, ups)["net.1.weight"][:100] == 1.0)
+    assert torch.all(weighted.aggregate_into(g, ups)["features.1.weight"][:100] == 1.0)
 
 
 def test_splitmix_ensemble_is_the_mean_of_its_bases_and_trains_each_base_alone():
@@ -133,12 +134,12 @@ def test_splitmix_plans_cover_the_bases_and_average_each_over_its_trainers():
                _update(1, {n: torch.full(s, 6.0) for n, s in p1.shapes.items()})]  # fmt: skip
         new = algo.aggregate_into(g, ups)
         for b in range(4):
-            v = new[f"bases.{b}.net.1.weight"]
+            v = new[f"bases.{b}.features.1.weight"]
             expected = {(True, True): 4.0, (True, False): 2.0, (False, True): 6.0}.get(
                 (b in trained0, b in trained1)
             )
             if expected is None:
-                assert torch.equal(v, g[f"bases.{b}.net.1.weight"])
+                assert torch.equal(v, g[f"bases.{b}.features.1.weight"])
             else:
                 assert torch.all(v == expected)
     assert seen == {0, 1, 2, 3}

@@ -178,3 +178,43 @@ def test_experiment_specs_load():
     assert {(p.config.model, p.config.clients, p.config.rounds) for p in full} == {
         ("convnet", 80, 200)
     }
+
+
+def test_shards_split_the_points_between_processes(tmp_path, capsys):
+    spec, out = _spec(tmp_path, GRID), tmp_path / "out"
+    hashes = [p.hash for p in load_spec(spec).points()]
+    shards = []
+    for i in range(3):
+        assert _sweep(spec, out, "--dry-run", "--shard", f"{i}/3") == 0
+        shards.append([line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]])
+    assert shards == [hashes[0::3], hashes[1::3], hashes[2::3]]
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        assert _sweep(spec, out, f"--shard={bad}") == 2
+        assert "--shard" in capsys.readouterr().err
+
+
+def test_time_budget_starts_no_run_that_would_overrun(tmp_path, monkeypatch):
+    spec, out = _spec(tmp_path, GRID), tmp_path / "out"
+    clock = iter(range(0, 1000, 10))  # every monotonic() call advances 10 s
+    monkeypatch.setattr(runner, "monotonic", lambda: next(clock))
+    messages: list[str] = []
+    points = load_spec(spec).points()
+    # Start at t=0; run 1 goes from t=20 to t=30 (longest: 10 s); at t=40, run 2
+    # would end near t=50 > 45: it is not started.
+    tally = runner.run_sweep(points, out, progress=False, echo=messages.append, time_budget=45)
+    assert tally.ran == 1 and len(_runs(out)) == 1
+    assert messages and "time budget" in messages[-1]
+
+
+def test_only_selects_points_by_setting(tmp_path, capsys):
+    spec, out = _spec(tmp_path, GRID + "alpha = [0.04, 0.5]\n"), tmp_path / "out"
+    points = load_spec(spec).points()
+    assert _sweep(spec, out, "--dry-run", "--only", "bits=8", "--only", "alpha=0.5") == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    wanted = [p.hash for p in points if p.config.bits == 8 and p.config.alpha == 0.5]
+    assert listed == wanted and len(wanted) == 2
+    assert _sweep(spec, out, "--dry-run", "--only", "dataset=digits") == 0
+    assert capsys.readouterr().out.count("todo") == len(points)
+    for bad in ("bits", "nonsense=1", "bits=eight"):
+        assert _sweep(spec, out, "--only", bad) == 2
+        assert "--" in capsys.readouterr().err

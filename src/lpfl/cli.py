@@ -12,15 +12,16 @@ import json
 import logging
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, field_type, flag, make_config
+from .config import ConfigError, RunConfig, coerce_settings, field_type, flag, make_config
 from .data import DataFormatError, DatasetNotFoundError
 from .engine import DivergenceError, Recorder, run_simulation
 from .report import default_report_dir, plot_accuracy, write_report
-from .sweep import FINISHED, load_spec, point_state, run_sweep
+from .sweep import FINISHED, Point, load_spec, point_state, run_sweep
 
 # The demo: 32-bit FedAvg against 8-bit FedAvg with the server moving average, on the
 # bundled 8x8 digits, split non-IID. Sized to finish in well under a minute on 2 CPU cores.
@@ -133,6 +134,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     points = spec.points()  # every point validated before anything runs
+    if args.only:
+        points = select(points, args.only)
+    if args.shard:
+        points = shard(points, args.shard)
     out = Path(args.out or spec.out)
     if args.dry_run:
         states = [point_state(out, p) for p in points]
@@ -141,9 +146,39 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         done = sum(s in FINISHED for s in states)
         print(f"{len(points)} points in {out}: {done} finished, {len(points) - done} to run")
         return 0
-    tally = run_sweep(points, out, progress=not args.quiet)
+    tally = run_sweep(points, out, progress=not args.quiet, time_budget=args.time_budget)
     print(f"{tally} (in {out})")
     return 0
+
+
+def select(points: Sequence[Point], conditions: Sequence[str]) -> list[Point]:
+    """The points whose config has every ``KEY=VALUE`` (VALUE read as TOML, else a string)."""
+    raw = {}
+    for condition in conditions:
+        key, sep, text = condition.partition("=")
+        if not sep:
+            raise ConfigError(f"--only: expected KEY=VALUE, got {condition!r}")
+        try:
+            raw[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            raw[key] = text
+    wanted = coerce_settings(raw, "--only")
+    return [p for p in points if all(getattr(p.config, k) == v for k, v in wanted.items())]
+
+
+def shard(points: Sequence[Point], spec: str) -> list[Point]:
+    """Points ``i, i+n, i+2n, ...`` for ``spec`` = "i/n": n processes share one device.
+
+    Small models leave a GPU mostly idle between kernel launches; n sweep processes on
+    disjoint shards of one sweep folder keep it busy without coordinating.
+    """
+    try:
+        index, count = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: expected I/N such as 0/4, got {spec!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard: need 0 <= I < N, got {spec!r}")
+    return list(points[index::count])
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -168,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", help="runs folder (default: the spec's out, else runs/NAME)")
     sweep.add_argument("--dry-run", action="store_true", help="list points and state, run nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY=VALUE",
+        help="run only points with this setting (repeatable), e.g. --only dataset=fmnist",
+    )
+    sweep.add_argument("--shard", metavar="I/N", help="run only points I, I+N, ... (0-based)")
+    sweep.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="start no run that would end after this, judging by the longest run so far",
+    )
     sweep.set_defaults(func=cmd_sweep)
     report = sub.add_parser("report", help="Table 1 and figures from every results.json in DIRs")
     report.add_argument("dirs", nargs="+", metavar="DIR", help="searched recursively")

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, FedFTGOptions, FedGenOptions
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .algorithms.submodels import WIDTH_ASSIGNMENTS, parse_widths
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
@@ -100,6 +100,36 @@ class RunConfig:
         WIDTH_ASSIGNMENTS,
     )
     splitmix_base: str = _opt("1/8", "SplitMix: width of one base model, 1/n")
+    fedgen_lr: float = _opt(3e-4, "FedGen: generator Adam learning rate")
+    fedgen_steps: int = _opt(5, "FedGen: generator steps on the server per round")
+    fedgen_batch_size: int = _opt(
+        32, "FedGen: generated samples per generator step and per client step"
+    )
+    fedgen_noise_dim: int = _opt(32, "FedGen: generator noise width")
+    fedgen_hidden_dim: int = _opt(32, "FedGen: generator hidden width")
+    fedgen_alpha: float = _opt(
+        0.1, "FedGen: client weight of cross-entropy on generated features (decays)"
+    )
+    fedgen_beta: float = _opt(
+        2.5, "FedGen: client weight of the KL toward the head on generated features (decays)"
+    )
+    fedgen_diversity: float = _opt(
+        1.0, "FedGen: generator diversity-loss weight (Zhu et al.; the reference uses 0)"
+    )
+    fedgen_decay: float = _opt(
+        0.98, "FedGen: per-round decay of alpha, beta and the generator learning rate"
+    )
+    fedftg_iterations: int = _opt(
+        10, "FedFTG: generator/distillation alternations per round on the server"
+    )
+    fedftg_generator_steps: int = _opt(1, "FedFTG: generator steps per alternation")
+    fedftg_distill_steps: int = _opt(5, "FedFTG: global-model steps per alternation")
+    fedftg_generator_lr: float = _opt(1e-2, "FedFTG: generator Adam learning rate")
+    fedftg_lr: float = _opt(1e-4, "FedFTG: global-model Adam learning rate when fine-tuning")
+    fedftg_batch_size: int = _opt(32, "FedFTG: generated samples per step")
+    fedftg_noise_dim: int = _opt(128, "FedFTG: generator noise width")
+    fedftg_hard: float = _opt(1.0, "FedFTG: weight of the hard-sample (disagreement) term")
+    fedftg_diversity: float = _opt(1.0, "FedFTG: generator diversity-loss weight")
     aggregation: str = _opt(
         "mean", "unweighted mean (reference) or sample-weighted", ("mean", "weighted")
     )
@@ -116,6 +146,14 @@ class RunConfig:
         "vectorized",
         "train a round's clients all at once, or one by one",
         ("vectorized", "sequential"),
+    )
+    fused_quant: str = _opt(
+        "auto", "round through one compiled kernel (auto: on CUDA)", ("auto", "on", "off")
+    )
+    tf32: str = _opt(
+        "auto",
+        "TF32 tensor cores for client training (auto: on CUDA at <= 12 bits, where exact)",
+        ("auto", "on", "off"),
     )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     eval_quantized: bool = _opt(
@@ -141,6 +179,16 @@ class RunConfig:
         """The broadcast: Q(w̄) rounded like weights when download quantization is on, else raw."""
         bits = self.bits if self.download_quant else FULL_PRECISION
         return WireFormat(bits, self.weight_block, self.rounding, self.wire_float, self.compression)
+
+    def fedgen_options(self) -> FedGenOptions:
+        return FedGenOptions(**self._prefixed("fedgen", FedGenOptions))
+
+    def fedftg_options(self) -> FedFTGOptions:
+        return FedFTGOptions(**self._prefixed("fedftg", FedFTGOptions))
+
+    def _prefixed(self, prefix: str, options: type) -> dict[str, Any]:
+        """The ``prefix_*`` settings, named as the options dataclass names them."""
+        return {f.name: getattr(self, f"{prefix}_{f.name}") for f in fields(options)}
 
     def resolved_server_lr(self) -> float:
         return self.server_lr if self.server_lr is not None else 1.0 - self.moving_average
@@ -183,6 +231,11 @@ class RunConfig:
             ("prox_mu", self.prox_mu >= 0, "must be >= 0"),
             ("server_val_fraction", 0 < self.server_val_fraction < 0.5, "must be in (0, 0.5)"),
         ]
+        for prefix, options in (
+            ("fedgen", self.fedgen_options()),
+            ("fedftg", self.fedftg_options()),
+        ):
+            checks += [(f"{prefix}_{name}", ok, rule) for name, ok, rule in options.checks()]
         try:
             parse_trackers(self.trackers)
         except ValueError as exc:

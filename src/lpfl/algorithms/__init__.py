@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from torch import nn
 
+from ..models import feature_dim, num_classes
+from ..quant import BlockFormat
 from .abavg import ABAvg
-from .base import Algorithm, ClientUpdate, State, weighted_mean
+from .base import Algorithm, ClientUpdate, Inputs, State, weighted_mean
 from .fedavg import FedAvg
+from .fedftg import FedFTG, FedFTGOptions
+from .fedgen import FedGen, FedGenOptions
 from .fedprox import FedProx
 from .heterofl import HeteroFL
 from .splitmix import SplitMix
 from .submodels import SubModelAlgorithm
 
-ALGORITHMS = ("fedavg", "fedprox", "abavg", "heterofl", "splitmix")
+ALGORITHMS = ("fedavg", "fedprox", "abavg", "fedgen", "fedftg", "heterofl", "splitmix")
 NEEDS_SERVER_DATA = ("abavg",)  # algorithms that score clients on a server-held split
+# Algorithms whose messages carry more than the wire-format model (label counts, and
+# for FedGen the generator): the simulator passes these, Flower does not yet.
+SIMULATOR_ONLY = ("fedgen", "fedftg")
+
+
+@dataclass(frozen=True)
+class Generative:
+    """What the data-free methods (FedGen, FedFTG) need besides the common settings."""
+
+    model: nn.Module  # a full-precision model of the task, for the server's own use
+    channels: int
+    size: int
+    act: BlockFormat  # the clients' activation format: FedGen's features are rounded in it
+    seed: int = 0
+    fedgen: FedGenOptions = field(default_factory=FedGenOptions)
+    fedftg: FedFTGOptions = field(default_factory=FedFTGOptions)
+
+
 SUBMODEL_ALGORITHMS = ("heterofl", "splitmix")  # clients train parts of the global model
 
 
@@ -25,8 +48,14 @@ def build_algorithm(
     aggregation: str = "mean",
     prox_mu: float = 0.1,
     score: Callable[[State], float] | None = None,
+    generative: Generative | None = None,
 ) -> Algorithm:
-    """``score`` rates a model on the server's validation split (needed by ABAvg)."""
+    """``score`` rates a model on the server's validation split (needed by ABAvg);
+    ``generative`` sets up FedGen and FedFTG."""
+    if name in SIMULATOR_ONLY:
+        if generative is None:
+            raise ValueError(f"{name} needs the task's model and formats (generative=...)")
+        return _build_generative(name, aggregation, generative)
     if name == "fedavg":
         return FedAvg(aggregation)
     if name == "fedprox":
@@ -59,16 +88,32 @@ def build_submodel_algorithm(
     raise ValueError(f"{name!r} is not one of {', '.join(SUBMODEL_ALGORITHMS)}")
 
 
+def _build_generative(name: str, aggregation: str, g: Generative) -> Algorithm:
+    classes = num_classes(g.model)
+    if name == "fedgen":
+        device = next(g.model.parameters()).device
+        dim = feature_dim(g.model)
+        return FedGen(dim, classes, g.act, g.fedgen, aggregation, device, g.seed)
+    return FedFTG(g.model, g.channels, g.size, classes, g.fedftg, aggregation, g.seed)
+
+
 __all__ = [
     "ALGORITHMS",
     "NEEDS_SERVER_DATA",
+    "SIMULATOR_ONLY",
     "SUBMODEL_ALGORITHMS",
     "ABAvg",
     "Algorithm",
     "ClientUpdate",
     "FedAvg",
+    "FedFTG",
+    "FedFTGOptions",
+    "FedGen",
+    "FedGenOptions",
     "FedProx",
+    "Generative",
     "HeteroFL",
+    "Inputs",
     "SplitMix",
     "State",
     "SubModelAlgorithm",

@@ -6,14 +6,16 @@ spirit of Flower's strategies: small, with the round loop kept elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 import torch
 from torch import Tensor, nn
 
 State = dict[str, Tensor]
+Check = tuple[str, bool, str]  # (setting, whether it holds, the rule it must follow)
+Inputs = dict[str, Tensor]  # server-made tensors a client step consumes (FedGen's features)
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class ClientUpdate:
     state: State  # the client's low-precision model after local training
     num_samples: int
     train_loss: float  # mean loss over the client's local samples (nan when it has none)
+    # How many samples of each class the client holds: FedGen and FedFTG weigh their
+    # teachers per class with it. None where the client did not say.
+    label_counts: tuple[int, ...] | None = None
 
 
 class Algorithm(Protocol):
@@ -45,9 +50,57 @@ class Algorithm(Protocol):
         """A term added to the client loss that depends on the weights alone, or None."""
         ...
 
-    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
-        """Combine client models into one high-precision (float32) model."""
+    def draw(self, targets: Tensor, label_counts: Tensor, generator: torch.Generator) -> Inputs:
+        """Server-made inputs one client step consumes besides its data ({} for none).
+
+        Drawn outside autograd and for all clients of a step at once: ``targets`` is
+        (..., batch) and ``label_counts`` (..., classes), with the same leading client
+        dimensions; every returned tensor keeps them (the vectorized engine maps over them).
+        """
         ...
+
+    def regularizer(
+        self,
+        head: Callable[[Tensor], Tensor],
+        logits: Tensor,
+        targets: Tensor,
+        weight: Tensor | None,
+        drawn: Inputs,
+    ) -> Tensor | None:
+        """A term added to one client's loss, from what ``draw`` gave it, or None.
+
+        ``head`` maps features to logits with that client's current weights and rounding.
+        """
+        ...
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
+        """Combine client models into one high-precision (float32) model.
+
+        Server-side training (FedGen's generator, FedFTG's fine-tuning) happens here too.
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the algorithm learns across rounds, for checkpoints ({} for nothing)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Options:
+    """Base of an algorithm's hyper-parameter dataclass: one list of range checks, which
+    ``validate`` applies and ``RunConfig.validate`` reuses under its flag names."""
+
+    def checks(self) -> list[Check]:
+        return []
+
+    def validate(self) -> Self:
+        for name, ok, rule in self.checks():
+            if not ok:
+                raise ValueError(
+                    f"{type(self).__name__}.{name}: {rule}, got {getattr(self, name)!r}"
+                )
+        return self
 
 
 def sample_mean(per_sample: Tensor, weight: Tensor | None) -> Tensor:
@@ -69,3 +122,16 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> State:
         name: sum(wk * s[name].float() for wk, s in zip(w, states, strict=True))  # type: ignore[misc]
         for name in states[0]
     }
+
+
+def label_count_matrix(updates: Sequence[ClientUpdate], num_classes: int) -> Tensor:
+    """(clients, classes) float32 sample counts; refuses updates that did not send theirs."""
+    rows = []
+    for u in updates:
+        if u.label_counts is None or len(u.label_counts) != num_classes:
+            raise ValueError(
+                f"client {u.client}: needs its {num_classes} per-class sample counts, "
+                f"got {u.label_counts!r}"
+            )
+        rows.append(u.label_counts)
+    return torch.tensor(rows, dtype=torch.float32)

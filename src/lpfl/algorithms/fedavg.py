@@ -6,12 +6,14 @@ original FedAvg's sample-weighted mean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ClientUpdate, State, sample_mean, weighted_mean
+from .base import ClientUpdate, Inputs, State, sample_mean, weighted_mean
 
 WEIGHTINGS = ("mean", "weighted")
 
@@ -34,6 +36,25 @@ class FedAvg:
 
     def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
         return None
+
+    def draw(self, targets: Tensor, label_counts: Tensor, generator: torch.Generator) -> Inputs:
+        return {}
+
+    def regularizer(
+        self,
+        head: Callable[[Tensor], Tensor],
+        logits: Tensor,
+        targets: Tensor,
+        weight: Tensor | None,
+        drawn: Inputs,
+    ) -> Tensor | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         if self.weighting == "weighted":

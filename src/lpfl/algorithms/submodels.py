@@ -13,19 +13,18 @@ no client held this round keeps its global value.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ..wire import WireError
-from .base import ClientUpdate, State, sample_mean
-from .fedavg import WEIGHTINGS
+from .base import ClientUpdate, State
+from .fedavg import FedAvg
 
 Shape = tuple[int, ...]
 
@@ -113,6 +112,10 @@ class SubModelAlgorithm(Protocol):
         """The tensor shapes the server must find in ``client``'s upload this round."""
         ...
 
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
+        """Refused: a sub-model cannot be averaged without the global model around it."""
+        raise TypeError(f"{self.name} averages slices into the global model: use aggregate_into")
+
     def aggregate_into(self, model: State, updates: Sequence[ClientUpdate]) -> State:
         """The new global model from the current one and this round's sub-model updates."""
         ...
@@ -156,7 +159,7 @@ def assign_widths(widths: Sequence[Fraction], clients: int, how: str, seed: int)
     raise ValueError(f"width assignment must be one of {WIDTH_ASSIGNMENTS}, got {how!r}")
 
 
-class PlannedAveraging(ABC):
+class PlannedAveraging(FedAvg, ABC):
     """FedAvg's client objective with per-slice server averaging of planned sub-models.
 
     Subclasses say what each client trains (``_choose``) and which models exist;
@@ -166,22 +169,8 @@ class PlannedAveraging(ABC):
     name = "planned"
 
     def __init__(self, weighting: str = "mean") -> None:
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.weighting = weighting
+        super().__init__(weighting)
         self.plans: dict[int, SubModel] = {}
-
-    def client_loss(
-        self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
-    ) -> Tensor:
-        return sample_mean(F.cross_entropy(logits, targets, reduction="none"), weight)
-
-    def begin_local_training(self, start: State) -> None:
-        """Nothing to remember: the objective does not depend on the starting point."""
-        return None
-
-    def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
-        return None
 
     @abstractmethod
     def _choose(self, client: int) -> SubModel:
@@ -192,13 +181,6 @@ class PlannedAveraging(ABC):
 
     @abstractmethod
     def client_model(self, arch: Hashable) -> nn.Module: ...
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Plans that draw nothing at random have nothing to restore."""
-        return None
 
     def begin_round(self) -> None:
         self.plans.clear()
@@ -211,6 +193,10 @@ class PlannedAveraging(ABC):
         if client not in self.plans:
             raise WireError(f"client {client} was not asked to train this round")
         return self.plans[client].shapes
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
+        """Refused: a sub-model cannot be averaged without the global model around it."""
+        raise TypeError(f"{self.name} averages slices into the global model: use aggregate_into")
 
     def aggregate_into(self, model: State, updates: Sequence[ClientUpdate]) -> State:
         if not updates:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..algorithms import Algorithm, ClientUpdate, State
+from ..models import head_forward, num_classes
 from ..quant import NonFiniteError, PrecisionPolicy
 from .messages import ClientData, DivergenceError, Rejection
 
@@ -63,7 +65,12 @@ class ClientTrainer:
         self.generator = generator
         self.persist = persist
         self.saved: dict[int, Any] = {}  # each client's optimizer state, between rounds
+        self.num_classes = num_classes(model)
         policy.attach(model, generator)
+
+    def label_counts(self, data: ClientData) -> Tensor:
+        """Samples per class: sent with the update, and what FedGen draws labels from."""
+        return torch.bincount(data.y, minlength=self.num_classes)
 
     def state_dict(self) -> dict:
         """The per-client optimizer states, for checkpoints."""
@@ -106,15 +113,21 @@ class LocalTrainer(ClientTrainer):
             opt.load_state_dict(opt_state)
         loss_sum = torch.zeros((), device=data.y.device)
         n = len(data)
+        counts = self.label_counts(data)
+        head = partial(head_forward, model)
         try:
             for _ in range(self.local_epochs):
                 order = torch.randperm(n, generator=gen, device=gen.device).to(data.y.device)
                 for idx in order.split(self.batch_size):
                     targets = data.y[idx]
+                    drawn = self.algorithm.draw(targets, counts, gen)
                     logits = model(self.normalize(data.x[idx]))
                     task = self.algorithm.client_loss(model, logits, targets)
                     penalty = self.algorithm.penalty(dict(model.named_parameters()))
-                    loss = task if penalty is None else task + penalty
+                    extra = self.algorithm.regularizer(head, logits, targets, None, drawn)
+                    loss = task
+                    for term in (penalty, extra):
+                        loss = loss if term is None else loss + term
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     self.policy.quantize_grads_(params, gen)
@@ -127,4 +140,5 @@ class LocalTrainer(ClientTrainer):
         if n and not math.isfinite(train_loss):
             raise DivergenceError(f"client {client}: training loss became NaN/Inf ({train_loss})")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return ClientUpdate(client, state, n, train_loss), opt.state_dict()
+        update = ClientUpdate(client, state, n, train_loss, tuple(counts.tolist()))
+        return update, opt.state_dict()

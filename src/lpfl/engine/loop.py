@@ -20,7 +20,7 @@ from ..algorithms import NEEDS_SERVER_DATA
 from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, holdout, load_dataset, normalize, partition, summarize_partition
 from ..wire import WireError, decode, encode, fp32_bytes
-from . import checkpoint, setup
+from . import checkpoint, numerics, setup
 from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder
@@ -54,6 +54,19 @@ def run_simulation(
     checkpoint in ``cfg.out`` and gives the rounds an uninterrupted run would.
     """
     device = resolve_device(cfg.device)
+    with numerics.fused_rounding(numerics.fused_wanted(cfg, device)):
+        return _run(cfg, device, progress, log, label, on_upload, resume)
+
+
+def _run(
+    cfg: RunConfig,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    label: str,
+    on_upload: Callable[[int, int, bytes], None] | None,
+    resume: bool,
+) -> Recorder:
     spec = DATASETS[cfg.dataset]
     train, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
     if cfg.clients > len(train):
@@ -95,10 +108,11 @@ def run_simulation(
         global_model.load_state_dict(state)
         return evaluate(global_model, x_val, y_val, norm)[0]
 
-    algorithm = setup.algorithm(cfg, score)
+    algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator)
+    tf32 = numerics.tf32_wanted(cfg, device)
     rng = np.random.default_rng(cfg.seed)
     done, history = 0, None
     if resume:
@@ -137,9 +151,12 @@ def run_simulation(
             tic = time.perf_counter()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
             broadcast = server.broadcast()
-            start = decode(broadcast)  # every sampled client receives the same bytes
+            # Every sampled client receives the same bytes, and trains where the data lives.
+            start = {name: t.to(device) for name, t in decode(broadcast).items()}
             replies, dropped = [], []
-            for result in trainer.train_round(sampled, start, [clients[k] for k in sampled]):
+            with numerics.tensor_cores(tf32):
+                results = trainer.train_round(sampled, start, [clients[k] for k in sampled])
+            for result in results:
                 try:
                     if isinstance(result, Rejection):  # one client must not end the run
                         raise DivergenceError(result.reason)
@@ -151,7 +168,13 @@ def run_simulation(
                 if on_upload is not None:
                     on_upload(rnd, result.client, payload)
                 replies.append(
-                    ClientReply(result.client, payload, result.num_samples, result.train_loss)
+                    ClientReply(
+                        result.client,
+                        payload,
+                        result.num_samples,
+                        result.train_loss,
+                        result.label_counts,
+                    )
                 )
             rejected = dropped + server.update(rnd, replies)
             for r in rejected:

@@ -29,6 +29,7 @@ class ClientReply:
     payload: bytes
     num_samples: int
     train_loss: float
+    label_counts: tuple[int, ...] | None = None  # samples per class (FedGen, FedFTG use it)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ class Server:
         optimizer: ServerOptimizer | None = None,
     ) -> None:
         """``optimizer`` defaults to the moving average: SGD with learning rate 1-λ."""
-        self.model: State = {k: v.detach().float().clone() for k, v in initial.items()}
+        # Kept on the host, where client updates arrive (decoded from bytes).
+        self.model: State = {k: v.detach().float().cpu().clone() for k, v in initial.items()}
         self.shapes = {k: tuple(v.shape) for k, v in self.model.items()}
         self.algorithm = algorithm
         self.optimizer = optimizer or ServerSGD(1.0 - moving_average)
@@ -59,7 +60,11 @@ class Server:
                 log.warning("client %d: update rejected: %s", reply.client, exc)
                 rejected.append(Rejection(reply.client, str(exc)))
                 continue
-            accepted.append(ClientUpdate(reply.client, state, reply.num_samples, reply.train_loss))
+            accepted.append(
+                ClientUpdate(
+                    reply.client, state, reply.num_samples, reply.train_loss, reply.label_counts
+                )
+            )
         return accepted, rejected
 
     def expected_shapes(self, client: int) -> dict[str, tuple[int, ...]]:
@@ -114,9 +119,15 @@ class Server:
             self.model = aggregate
 
     def state_dict(self) -> dict:
-        """The global model and the server optimizer's buffers, for checkpoints."""
-        return {"model": self.model, "optimizer": dict(vars(self.optimizer))}
+        """The global model, the server optimizer's buffers and what the algorithm learns
+        on the server (FedGen's and FedFTG's generators), for checkpoints."""
+        return {
+            "model": self.model,
+            "optimizer": dict(vars(self.optimizer)),
+            "algorithm": self.algorithm.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model = state["model"]
         vars(self.optimizer).update(state["optimizer"])
+        self.algorithm.load_state_dict(state.get("algorithm", {}))  # older checkpoints: none

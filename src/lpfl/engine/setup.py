@@ -14,8 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from ..algorithms import (
+    SIMULATOR_ONLY,
     SUBMODEL_ALGORITHMS,
     Algorithm,
+    Generative,
     State,
     SubModelAlgorithm,
     build_algorithm,
@@ -63,10 +65,27 @@ def policy(cfg: RunConfig) -> PrecisionPolicy:
     )
 
 
-def algorithm(cfg: RunConfig, score: Callable[[State], float] | None = None) -> Algorithm:
+def algorithm(
+    cfg: RunConfig,
+    score: Callable[[State], float] | None = None,
+    device: torch.device | None = None,
+) -> Algorithm:
+    """The configured algorithm; FedGen and FedFTG keep their server-side models on ``device``."""
     if cfg.algorithm in SUBMODEL_ALGORITHMS:
         return submodel_algorithm(cfg)  # type: ignore[return-value]
-    return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score)
+    generative = None
+    if cfg.algorithm in SIMULATOR_ONLY:
+        spec = DATASETS[cfg.dataset]
+        generative = Generative(
+            new_model(cfg, device or torch.device("cpu")),  # full precision: no rounding attached
+            spec.channels,
+            spec.size,
+            policy(cfg).act,
+            cfg.seed,
+            cfg.fedgen_options(),
+            cfg.fedftg_options(),
+        )
+    return build_algorithm(cfg.algorithm, cfg.aggregation, cfg.prox_mu, score, generative)
 
 
 def submodel_algorithm(cfg: RunConfig) -> SubModelAlgorithm:

@@ -91,9 +91,8 @@ class SubModelTrainer:
         return {"state": {i: v for i, v in kept.items() if v is not None}, "param_groups": groups}
 
     def state_dict(self) -> dict:
-        """Optimizer states and the algorithm's planner, for checkpoints."""
-        return {"saved": self.saved, "planner": self.algorithm.state_dict()}
+        """The per-client optimizer states, for checkpoints (the server keeps the planner's)."""
+        return {"saved": self.saved}
 
     def load_state_dict(self, state: dict) -> None:
         self.saved = state["saved"]
-        self.algorithm.load_state_dict(state["planner"])

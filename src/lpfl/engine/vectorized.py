@@ -10,6 +10,10 @@ a client that has run out of batches is padded and marked inactive, so neither i
 weights nor its optimizer state change. Padding repeats real samples of the same
 batch, which leaves each client's per-tensor activation maxima, and so its rounding,
 exactly as in the sequential engine; padded samples carry zero loss weight.
+
+Server-made inputs a step consumes (FedGen's generated features) are drawn for all
+clients at once, outside ``vmap``, in the order the sequential engine draws them for
+one client; the regulariser that uses them runs inside, with each client's own head.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from ..algorithms import ClientUpdate, State
+from ..algorithms import ClientUpdate, Inputs, State
+from ..models import head_forward
 from ..quant import BlockFormat, quantize
 from .client import ClientTrainer
 from .messages import ClientData, Rejection
@@ -41,11 +46,20 @@ class VectorizedTrainer(ClientTrainer):
         model, algorithm = self.model, self.algorithm
         buffers = dict(model.named_buffers())
 
-        def loss(params: Stacked, x: Tensor, y: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        def loss(
+            params: Stacked, x: Tensor, y: Tensor, weight: Tensor, drawn: Inputs
+        ) -> tuple[Tensor, Tensor]:
             logits = functional_call(model, (params, buffers), (x,))
             task = algorithm.client_loss(model, logits, y, weight)
-            penalty = algorithm.penalty(params)
-            return (task if penalty is None else task + penalty), task
+            total = task
+            for term in (
+                algorithm.penalty(params),
+                algorithm.regularizer(
+                    lambda f: head_forward(model, f, params), logits, y, weight, drawn
+                ),
+            ):
+                total = total if term is None else total + term
+            return total, task
 
         self._grad = vmap(grad_and_value(loss, has_aux=True), randomness="different")
 
@@ -60,12 +74,15 @@ class VectorizedTrainer(ClientTrainer):
         x_all = torch.cat([d.x for d in data])
         y_all = torch.cat([d.y for d in data])
         sizes = [len(d) for d in data]
+        counts = torch.stack([self.label_counts(d) for d in data])
         loss_sum = torch.zeros(k, dtype=torch.float64, device=y_all.device)
         failed = torch.zeros(k, dtype=torch.bool, device=y_all.device)
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for idx, w in zip(index, weight, strict=True):  # one step: a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
-                grads, (_, losses) = self._grad(params, x, y_all[idx], w)
+                y = y_all[idx]
+                drawn = self.algorithm.draw(y, counts, self.generator)
+                grads, (_, losses) = self._grad(params, x, y, w, drawn)
                 # A client whose loss turns NaN/Inf stops training and is rejected. A NaN
                 # cannot reach other clients: every rounding block and optimizer update
                 # stays inside one client's slice, and _results rejects any client whose
@@ -77,7 +94,7 @@ class VectorizedTrainer(ClientTrainer):
                 self._round(params, self.policy.weight)
                 loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
         self._save_state(sampled, state)
-        return self._results(sampled, params, loss_sum / self.local_epochs, failed, sizes, start)
+        return self._results(sampled, params, loss_sum / self.local_epochs, failed, counts, start)
 
     def _schedule(self, sizes: list[int], device: torch.device) -> list[tuple[Tensor, Tensor]]:
         """For each epoch: sample indices (steps, K, batch) into the concatenated data, and
@@ -137,17 +154,18 @@ class VectorizedTrainer(ClientTrainer):
         params: Stacked,
         loss_sum: Tensor,
         failed: Tensor,
-        sizes: list[int],
+        counts: Tensor,
         start: State,
     ) -> list[ClientUpdate | Rejection]:
         ok = _all_finite(params) & ~failed
         results: list[ClientUpdate | Rejection] = []
         for j, client in enumerate(sampled):
-            n = sizes[j]
+            label_counts = tuple(counts[j].tolist())
+            n = sum(label_counts)
             loss = float(loss_sum[j]) / n if n else math.nan
             if n and not (bool(ok[j]) and math.isfinite(loss)):
                 results.append(Rejection(client, f"client {client}: training produced NaN/Inf"))
                 continue
             state = dict(start) | {name: p[j].clone() for name, p in params.items()}
-            results.append(ClientUpdate(client, state, n, loss))
+            results.append(ClientUpdate(client, state, n, loss, label_counts))
         return results

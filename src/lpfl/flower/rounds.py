@@ -19,7 +19,7 @@ import torch
 from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from ..algorithms import NEEDS_SERVER_DATA, SUBMODEL_ALGORITHMS
+from ..algorithms import NEEDS_SERVER_DATA, SIMULATOR_ONLY, SUBMODEL_ALGORITHMS
 from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, resolve_device, setup
@@ -62,6 +62,11 @@ def run_rounds(
         raise ConfigError(f"--algorithm: {cfg.algorithm} needs server-held data, not on Flower yet")
     if cfg.algorithm in SUBMODEL_ALGORITHMS:  # each node would need its own sub-model message
         raise ConfigError(f"--algorithm: {cfg.algorithm} trains sub-models, not on Flower yet")
+    if cfg.algorithm in SIMULATOR_ONLY:
+        raise ConfigError(
+            f"--algorithm: {cfg.algorithm} needs per-class counts"
+            " (and FedGen its generator) in the messages, not on Flower yet"
+        )
     model = setup.initial_model(cfg, device)  # the simulator's initial model, same seed
     generator = torch.Generator(device).manual_seed(cfg.seed)
     server = setup.server(cfg, model, setup.algorithm(cfg), generator)

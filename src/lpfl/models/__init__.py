@@ -1,12 +1,19 @@
-"""Model zoo: every model marks its activation rounding points with ``ActQuant``."""
+"""Model zoo: every model marks its activation rounding points with ``ActQuant``.
+
+Every model ends the same way: features -> ``classifier`` (a Linear) -> ``logits_quant``.
+That uniform head is what FedGen's generator feeds and the server reads from client
+models; ``head_forward`` runs it on features alone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from torch import nn
+from torch import Tensor, nn
+from torch.func import functional_call
 
 from .convnet import ConvNet
+from .ensemble import Ensemble
 from .mlp import MLP
 from .resnet import ResNet, resnet8, resnet18
 from .width import scaled
@@ -35,4 +42,55 @@ def build_model(
     return _BUILDERS[name](channels, size, num_classes, width)
 
 
-__all__ = ["MLP", "MODELS", "ConvNet", "ResNet", "build_model", "resnet8", "resnet18", "scaled"]
+HEAD = "classifier"  # the name of every model's final Linear layer
+
+
+def feature_dim(model: nn.Module) -> int:
+    """Width of the features entering the classifier."""
+    return _classifier(model).in_features
+
+
+def num_classes(model: nn.Module) -> int:
+    if isinstance(model, Ensemble):  # SplitMix: every base classifies on its own
+        return num_classes(model.bases[0])
+    return _classifier(model).out_features
+
+
+def head_forward(
+    model: nn.Module, features: Tensor, params: Mapping[str, Tensor] | None = None
+) -> Tensor:
+    """Logits from features, through the head with the model's own output rounding.
+
+    ``params`` (names as in the whole model's ``named_parameters``) replace the module's
+    parameters, so the vectorized engine can run one client's head under ``vmap``.
+    """
+    classifier = _classifier(model)
+    if params is None:
+        logits = classifier(features)
+    else:
+        own = {name: params[f"{HEAD}.{name}"] for name, _ in classifier.named_parameters()}
+        logits = functional_call(classifier, own, (features,))
+    return model.logits_quant(logits)
+
+
+def _classifier(model: nn.Module) -> nn.Linear:
+    head = getattr(model, HEAD, None)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no Linear {HEAD!r} head")
+    return head
+
+
+__all__ = [
+    "HEAD",
+    "MLP",
+    "MODELS",
+    "ConvNet",
+    "ResNet",
+    "build_model",
+    "feature_dim",
+    "head_forward",
+    "num_classes",
+    "resnet8",
+    "resnet18",
+    "scaled",
+]

@@ -17,8 +17,11 @@ class MLP(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), ActQuant(), nn.ReLU(inplace=True), ActQuant()]
             width = h
-        layers += [nn.Linear(width, num_classes), ActQuant()]
-        self.net = nn.Sequential(*layers)
+        # Body and head kept apart (as in every model here) so FedGen can feed generated
+        # features straight into the head: see ``models.head_forward``.
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+        self.logits_quant = ActQuant()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.logits_quant(self.classifier(self.features(x)))

@@ -10,8 +10,10 @@ never disagree.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from torch import Tensor
 from .formats import EXP_MAX, EXP_MIN, check_bits, check_block, check_rounding
 
 _NUMPY_NOISE_MIN = 1 << 16
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteError(ValueError):
@@ -51,55 +54,133 @@ def _raise_non_finite(x: Tensor) -> None:
     raise NonFiniteError(f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf")
 
 
-def _exponents(x: Tensor, block: str, batch_dims: int = 0, check: bool = True) -> Tensor:
-    """``floor(log2 max|x|)`` per block as int32, shaped to broadcast over x.
+def _rows(x: Tensor, block: str, batch_dims: int) -> Tensor:
+    """x viewed as (blocks, elements per block): every rounding block is one row.
 
-    A negative extreme counts one ulp smaller, which only changes the exponent when
-    the largest magnitude is exactly -2^k: the mantissa range [-2^(W-1), 2^(W-1)-1]
-    holds that value at exponent k-1. Without it, quantizing a block that holds the
-    mantissa -2^(W-1) again would raise its exponent and halve its resolution: Q would
-    not be idempotent, and sending trained weights over the wire would change them.
-    ``frexp`` gives exponents exactly (float log2 can be off by one just below a power
-    of two); an all-zero block gets the smallest exponent, so it stays zero.
+    Blocks are always trailing dimensions, so this is a plain reshape; one block per
+    element (BC on a 2-D weight) is one column. One 2-D layout for every tensor also
+    lets the fused kernel compile once instead of once per shape.
     """
-    x = x.float()
     dims = block_dims(x.ndim, block, batch_dims)
-    if not dims:  # one block per element (BC on a 2-D weight): the element's own exponent
-        if check and not bool(torch.isfinite(x).all()):
-            _raise_non_finite(x)
-        mantissa, e = torch.frexp(x)
-        e = e - 1 - (mantissa == -0.5).int()  # exactly -2^k: one lower, as above
-        return e.masked_fill_(x == 0, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
-    # Blocks are always the trailing dimensions: one min/max pass over a flat view.
-    lo, hi = torch.aminmax(x.flatten(dims[0]), dim=-1, keepdim=True)
-    shape = x.shape[: dims[0]] + (1,) * len(dims)
-    hi, neg = hi.view(shape), (-lo).view(shape)
-    if check and not bool(torch.maximum(hi, neg).max() < math.inf):  # False for NaN and Inf
-        _raise_non_finite(x)
-    a = torch.maximum(hi, torch.nextafter(neg, torch.zeros_like(neg)))
-    e = torch.frexp(a)[1].sub_(1)
-    return e.masked_fill_(a <= 0, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
+    if not dims:
+        return x.reshape(-1, 1)
+    return x.reshape(math.prod(x.shape[: dims[0]]), -1)
 
 
-def block_exponents(x: Tensor, block: str) -> Tensor:
-    """Shared exponent per block as int32, shaped to broadcast over x (see ``_exponents``)."""
-    return _exponents(x, block)
+def _block_shape(x: Tensor, block: str, batch_dims: int) -> tuple[int, ...]:
+    """The shape of one value per block, broadcastable over x."""
+    dims = block_dims(x.ndim, block, batch_dims)
+    if not dims:
+        return tuple(x.shape)
+    return tuple(x.shape[: dims[0]]) + (1,) * len(dims)
+
+
+def _pow2_normal(e: Tensor) -> Tensor:
+    """2^e for int32 e in [-126, 127]: the float32 whose exponent field is e."""
+    return ((e + 127) << 23).view(torch.float32)
 
 
 def pow2(exponent: Tensor) -> Tensor:
     """Exactly 2^e as float32 for integer e in [-149, 127], built from its bit pattern.
 
-    Steps go down to 2^(-128-14), a subnormal; writing the bits avoids relying on
-    ``pow``/``exp2`` being exact on every device. Quantization calls this on one
-    value per block, many times per training step, so the common all-normal case
-    takes the short path.
+    Steps go down to 2^(-128-14), a subnormal: that is the product of 2^-126 and a
+    normal power of two, and the product is exact because it is representable.
+    Writing bits avoids relying on ``pow``/``exp2`` being exact on every device; only
+    int32 shifts are used (a compiled GPU kernel widened a shifted ``ones_like`` to
+    64 bits and could not reinterpret it), and no data-dependent branch, which would
+    make the GPU wait for the host on every one of a step's dozens of roundings.
     """
-    biased = exponent.to(torch.int32) + 127
-    if bool(biased.min() > 0):
-        return (biased << 23).view(torch.float32)
-    shift = (biased + 22).clamp(0, 22)  # 2^e = 2^-149 << (e + 149) below the normal range
-    bits = torch.where(biased > 0, biased << 23, torch.ones_like(biased) << shift)
-    return bits.view(torch.float32)
+    e = exponent.to(torch.int32)
+    normal = e.clamp(min=-126)
+    return _pow2_normal(normal) * _pow2_normal(e - normal)
+
+
+def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(integer-valued float mantissas, int32 exponents, steps, max |x|) per row of a row view.
+
+    The exponent is ``floor(log2 max|x|)`` per row. A negative extreme counts one ulp
+    smaller, which only changes the exponent when the largest magnitude is exactly
+    -2^k: the mantissa range [-2^(W-1), 2^(W-1)-1] holds that value at exponent k-1.
+    Without it, quantizing a block that holds the mantissa -2^(W-1) again would raise
+    its exponent and halve its resolution: Q would not be idempotent, and sending
+    trained weights over the wire would change them. ``frexp`` gives exponents exactly
+    (float log2 can be off by one just below a power of two); an all-zero block gets
+    the smallest exponent, so it stays zero. ``noise`` (U[0,1), or None for
+    round-to-nearest) is drawn by the caller, so this function is pure and fusable.
+
+    The scaling multiplies by two exact powers of two instead of dividing by the
+    step: compiled kernels may replace a division by a reciprocal multiply, and the
+    reciprocal of the smallest steps (2^134) does not exist in float32.
+    """
+    lo, hi = torch.aminmax(rows, dim=1, keepdim=True)
+    neg = -lo
+    a = torch.maximum(hi, torch.nextafter(neg, torch.zeros_like(neg)))
+    e = torch.frexp(a)[1] - 1
+    e = torch.where(a > 0, e, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
+    k = (bits - 2) - e  # mantissa = x * 2^k, split in two normal factors
+    half = torch.div(k, 2, rounding_mode="floor")
+    scaled = rows * pow2(half) * pow2(k - half)
+    m = scaled.round() if noise is None else (scaled + noise).floor()
+    limit = 2.0 ** (bits - 1)
+    return m.clamp(-limit, limit - 1), e, pow2(-k), torch.maximum(hi, neg)
+
+
+def _fake_quantize(
+    rows: Tensor,
+    noise: Tensor | None,
+    bits: int,
+    shape: tuple[int, ...],
+    block_shape: tuple[int, ...],
+) -> tuple[Tensor, Tensor]:
+    """(rounded values shaped like the input, max |x| per block), in one fused kernel.
+
+    The last multiply is done in the input's shape so that it makes a new tensor:
+    returning a view of the row-shaped intermediate would make a rounded activation a
+    view, which autograd forbids an in-place op (ReLU) on.
+    """
+    m, _, step, peak = _parts(rows, noise, bits)
+    return m.view(shape) * step.view(block_shape), peak
+
+
+_fused: dict[str, object] = {"on": False, "fn": None}
+
+
+def use_fused(enabled: bool) -> None:
+    """Round through one compiled kernel (torch.compile) instead of a dozen eager ops.
+
+    Rounding is elementwise work around one reduction; eager PyTorch launches a kernel
+    per op and rereads the tensor each time, which dominates a low-precision step on
+    a GPU. The compiled kernel computes exactly the same values (a test checks).
+    Compiling costs seconds up front, so it is worth it on long GPU runs, not in tests.
+    """
+    if enabled and _fused["fn"] is None:
+        # One graph per (rank, block rank) pair: more than dynamo's default allows.
+        dynamo = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+        setattr(dynamo, limit, max(getattr(dynamo, limit), 64))
+        _fused["fn"] = torch.compile(_fake_quantize, dynamic=True)
+    _fused["on"] = enabled
+
+
+def _fused_quantize(*args: Any) -> tuple[Tensor, Tensor]:
+    """The compiled kernel; where it cannot be built, say so once and stay eager."""
+    try:
+        return _fused["fn"](*args)  # type: ignore[operator]
+    except Exception as exc:  # a compiler or backend failure, not a property of the data
+        logger.warning("fused rounding unavailable, rounding with eager ops: %s", exc)
+        _fused["on"] = False
+        return _fake_quantize(*args)
+
+
+def fused_enabled() -> bool:
+    return bool(_fused["on"])
+
+
+def block_exponents(x: Tensor, block: str) -> Tensor:
+    """Shared exponent per block as int32, shaped to broadcast over x (see ``_parts``)."""
+    x = x.detach().float()
+    e = _parts(_rows(x, block, 0), None, 8)[1]
+    return e.reshape(_block_shape(x, block, 0))
 
 
 def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -110,36 +191,17 @@ def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
     twice as fast and just as reproducible. Small tensors, and other devices, use
     torch's own generator: there seeding numpy would cost more than it saves.
     """
+    if generator is not None and generator.device != m.device:  # e.g. wire encoding on the host
+        return torch.rand(m.shape, generator=generator, device=generator.device).to(m.device)
     if m.device.type != "cpu" or m.numel() < _NUMPY_NOISE_MIN:
         return torch.rand(m.shape, generator=generator, device=m.device, dtype=m.dtype)
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     return torch.from_numpy(np.random.default_rng(seed).random(m.shape, dtype=np.float32))
 
 
-def _round_(m: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
-    """Round the fresh float tensor m to integers in place: floor(m + u), or to nearest."""
-    if rounding == "nearest":
-        return m.round_()
-    return m.add_(_uniform_like(m, generator)).floor_()
-
-
-def _mantissa(
-    x: Tensor,
-    bits: int,
-    block: str,
-    rounding: str,
-    generator: torch.Generator | None,
-    batch_dims: int = 0,
-    check: bool = True,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(integer-valued float mantissas, int32 exponents, step) of x in the given format."""
+def _noise(rows: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor | None:
     check_rounding(rounding)
-    x = x.detach().float()
-    e = _exponents(x, block, batch_dims, check)
-    step = pow2(e - (bits - 2))
-    limit = 2.0 ** (bits - 1)
-    m = _round_(x / step, rounding, generator).clamp(-limit, limit - 1)
-    return m, e, step
+    return None if rounding == "nearest" else _uniform_like(rows, generator)
 
 
 def block_quantize(
@@ -157,12 +219,19 @@ def block_quantize(
     unbiased (``E[Q(x)] = x`` away from saturation); it draws from ``generator`` so
     runs are reproducible. ``batch_dims`` rounds a stack of tensors (one per client),
     each with its own blocks, in one call; with ``check=False`` a NaN/Inf stays in its
-    own slice instead of raising, for callers that drop such clients themselves.
+    own slice instead of raising, for callers that drop such clients themselves (and
+    the GPU never waits for the host to look).
     """
     if check_bits(bits) == 32:
         return x
-    m, _, step = _mantissa(x, bits, block, rounding, generator, batch_dims, check)
-    return m.mul_(step).to(x.dtype)
+    x32 = x.detach().float()
+    rows = _rows(x32, block, batch_dims)
+    noise = _noise(rows, rounding, generator)
+    args = (rows, noise, bits, x.shape, _block_shape(x, block, batch_dims))
+    out, peak = _fused_quantize(*args) if _fused["on"] else _fake_quantize(*args)
+    if check and not bool((peak < math.inf).all()):  # False for NaN and Inf
+        _raise_non_finite(x)
+    return out.to(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -193,6 +262,11 @@ def block_decompose(
     """
     if check_bits(bits) == 32:
         raise ValueError("full precision (bits=32) has no block floating point representation")
-    m, e, _ = _mantissa(x, bits, block, rounding, generator)
+    x = x.detach().float()
+    rows = _rows(x, block, 0)
+    m, e, _, peak = _parts(rows, _noise(rows, rounding, generator), bits)
+    if not bool((peak < math.inf).all()):
+        _raise_non_finite(x)
+    m, e = m.reshape(x.shape), e.reshape(_block_shape(x, block, 0))
     int_dtype = torch.int8 if bits <= 8 else torch.int16
     return BlockQuantized(m.to(int_dtype), e.to(torch.int8), bits, block)

@@ -9,7 +9,8 @@ config (every field, defaults included) minus the fields in ``NOT_IDENTITY``:
   rounding may differ in the last bits, which no table resolves);
 - ``data_dir``: where the dataset lives, not which dataset it is;
 - ``checkpoint_every``: how often progress is saved; a resumed run ends exactly as an
-  uninterrupted one.
+  uninterrupted one;
+- ``fused_quant``: the fused rounding kernel computes bit-identical values.
 
 Every other field stays, including ``eval_every`` (it decides which rounds the final
 accuracy averages) and ``compression`` (lossless, but it changes the byte counts).
@@ -24,7 +25,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every"})
+NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every", "fused_quant"})
 HASH_CHARS = 12
 
 

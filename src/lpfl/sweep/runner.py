@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from time import monotonic
 
 from tqdm.auto import tqdm
 
@@ -79,19 +80,28 @@ def run_sweep(
     out: Path,
     progress: bool = True,
     echo: Callable[[str], None] = tqdm.write,
+    time_budget: float | None = None,
 ) -> Tally:
     """Run every point not already finished under ``out``; other errors stop the sweep.
 
     A run that raises anything but DivergenceError (missing data, a bug, Ctrl-C) stops
-    the sweep: the cause is usually shared by the points still to come.
+    the sweep: the cause is usually shared by the points still to come. With a
+    ``time_budget`` (seconds), no run starts that would end after it, judging by the
+    longest run so far: on a time-boxed machine a run cut off midway is lost work.
     """
     out.mkdir(parents=True, exist_ok=True)
     ran = skipped = diverged = 0
+    started, longest = monotonic(), 0.0
     for point in tqdm(points, desc="sweep", unit="run", disable=not progress):
         if finished_status(out / point.hash):  # also catches a duplicate point just run
             skipped += 1
             continue
+        if time_budget is not None and monotonic() - started + longest > time_budget:
+            echo(f"time budget of {time_budget:.0f} s reached: not starting {point.label}")
+            break
+        tic = monotonic()
         status = _run_point(point, out, progress)
+        longest = max(longest, monotonic() - tic)
         ran += 1
         diverged += status == "diverged"
         if progress:

@@ -1,0 +1,60 @@
+"""How the device does the arithmetic of a run: fused rounding kernels and TF32 tensor cores.
+
+Neither changes what is computed beyond summation order, which is why both may be
+on by default:
+
+- Fused rounding (``--fused-quant``) compiles the block-floating-point rounding
+  into one kernel; it produces bit-identical values to the eager ops.
+- TF32 (``--tf32``) runs convolutions and matrix products on tensor cores with
+  operands rounded to 11 significant bits and float32 accumulation. A W-bit block
+  floating point value has at most W-1 significant bits and float32's exponent
+  range, so for W <= 12 every quantized operand (weights, activations, errors) is
+  exact in TF32 and the products equal the float32 simulation's. Only the raw
+  input of the first layer is not quantized, so there TF32 rounds it (a relative
+  error below 2^-11, far under the 2^-(W-2) of the rounding that follows). At 32
+  bits nothing is on a low-bit grid, so ``auto`` keeps full float32 there, and the
+  full-precision server model is always evaluated in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from ..config import RunConfig
+from ..quant.block import fused_enabled, use_fused
+
+TF32_MAX_BITS = 12  # W-1 significant bits fit TF32's 11 (10 stored + the implicit one)
+
+
+def tf32_wanted(cfg: RunConfig, device: torch.device) -> bool:
+    if device.type != "cuda" or cfg.tf32 == "off":
+        return False
+    return cfg.tf32 == "on" or cfg.bits <= TF32_MAX_BITS
+
+
+def fused_wanted(cfg: RunConfig, device: torch.device) -> bool:
+    return cfg.fused_quant == "on" or (cfg.fused_quant == "auto" and device.type == "cuda")
+
+
+@contextmanager
+def fused_rounding(enabled: bool) -> Iterator[None]:
+    before = fused_enabled()
+    use_fused(enabled)
+    try:
+        yield
+    finally:
+        use_fused(before)
+
+
+@contextmanager
+def tensor_cores(enabled: bool) -> Iterator[None]:
+    """TF32 for convolutions and matrix products inside the block, float32 outside it."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

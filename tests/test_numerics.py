@@ -1,0 +1,110 @@
+"""The device-arithmetic switches: fused rounding is bit-identical, TF32/bf16 hold BFP exactly."""
+
+import pytest
+import torch
+
+from lpfl.config import make_config
+from lpfl.engine import numerics
+from lpfl.quant import block_quantize
+from lpfl.quant.block import fused_enabled
+
+
+def _tf32(x: torch.Tensor) -> torch.Tensor:
+    """Round float32 to TF32 (10 stored significand bits), to nearest even, as tensor cores do."""
+    bits = x.view(torch.int32)
+    drop = 13
+    half = 1 << (drop - 1)
+    odd = (bits >> drop) & 1
+    rounded = (bits + half - 1 + odd) & ~((1 << drop) - 1)
+    return rounded.view(torch.float32)
+
+
+def _cases() -> list[tuple[torch.Tensor, str, int]]:
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(6, 5, 3, 3, generator=g) * torch.logspace(-30, 30, 6).view(6, 1, 1, 1)
+    return [
+        (wide, "BC", 0),
+        (torch.randn(4, 3, 8, 8, generator=g), "tensor", 1),  # a stack of 4 clients
+        (torch.randn(10, 20, generator=g), "BC", 0),  # one exponent per element
+        (torch.randn(3, 12, generator=g), "B", 1),
+        (torch.zeros(5, 9), "BC", 0),  # all-zero blocks: the smallest exponent
+        (torch.tensor([[-0.5, 0.25, 3e-39], [1.0, -2.0, 0.0]]), "B", 0),  # -2^k, subnormal
+    ]
+
+
+def test_fused_rounding_is_bit_identical_to_eager():
+    assert not fused_enabled()
+    for rounding in ("stochastic", "nearest"):
+        for x, block, batch_dims in _cases():
+            args = (x, 8, block, rounding)
+            eager = block_quantize(*args, torch.Generator().manual_seed(1), batch_dims)
+            with numerics.fused_rounding(True):
+                assert fused_enabled()
+                fused = block_quantize(*args, torch.Generator().manual_seed(1), batch_dims)
+            assert torch.equal(eager, fused), (block, batch_dims, rounding)
+    assert not fused_enabled()  # the switch is restored
+
+
+@pytest.mark.parametrize("bits", [4, 8, 9, 12])
+def test_quantized_values_are_exact_in_tf32(bits):
+    for x, block, batch_dims in _cases():
+        q = block_quantize(
+            x, bits, block, "stochastic", torch.Generator().manual_seed(2), batch_dims
+        )
+        assert torch.equal(_tf32(q), q)
+
+
+def test_tf32_would_round_finer_formats_and_raw_data():
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(_tf32(x), x)
+    q = block_quantize(x, 14, "tensor", "nearest")
+    assert not torch.equal(_tf32(q), q)  # 13 significant bits do not fit 11
+
+
+@pytest.mark.parametrize("bits", [4, 8, 9])
+def test_quantized_values_are_exact_in_bfloat16(bits):
+    """W <= 9: W-1 significand bits fit bf16's 8, so quantize -> bf16 -> float32 is the identity."""
+    for x, block, batch_dims in _cases():
+        q = block_quantize(
+            x, bits, block, "stochastic", torch.Generator().manual_seed(4), batch_dims
+        )
+        assert torch.equal(q.bfloat16().float(), q)
+
+
+def test_tf32_only_where_exact_and_on_cuda():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert numerics.tf32_wanted(make_config(bits=8), cuda)
+    assert numerics.tf32_wanted(make_config(bits=12), cuda)
+    assert not numerics.tf32_wanted(make_config(bits=13), cuda)
+    assert not numerics.tf32_wanted(make_config(bits=32), cuda)
+    assert numerics.tf32_wanted(make_config(bits=32, tf32="on"), cuda)
+    assert not numerics.tf32_wanted(make_config(bits=8, tf32="off"), cuda)
+    assert not numerics.tf32_wanted(make_config(bits=8), cpu)
+    assert numerics.fused_wanted(make_config(), cuda)
+    assert not numerics.fused_wanted(make_config(), cpu)
+    assert numerics.fused_wanted(make_config(fused_quant="on"), cpu)
+
+
+def test_tensor_cores_switch_is_restored():
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with numerics.tensor_cores(True):
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    with numerics.tensor_cores(False):
+        assert not torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_a_fused_kernel_that_fails_falls_back_to_eager(monkeypatch, caplog):
+    from lpfl.quant import block
+
+    def broken(*_args):
+        raise RuntimeError("no compiler")
+
+    x = torch.randn(4, 6)
+    eager = block_quantize(x, 8, "B", "stochastic", torch.Generator().manual_seed(5))
+    monkeypatch.setitem(block._fused, "fn", broken)
+    monkeypatch.setitem(block._fused, "on", True)
+    out = block_quantize(x, 8, "B", "stochastic", torch.Generator().manual_seed(5))
+    assert torch.equal(out, eager)
+    assert not fused_enabled()
+    assert "fused rounding unavailable" in caplog.text
