@@ -265,17 +265,17 @@ def plot(results: list[Result], args: argparse.Namespace, path: Path) -> None:
     ours, paper = axes
     for r in results:
         c = colors[r.row.method]
-        label = f"{r.row.method} {r.row.variant}"
         paper.scatter(r.row.paper[3], r.row.paper[0], facecolors="none", edgecolors=c)
         paper.annotate(r.row.variant, (r.row.paper[3], r.row.paper[0]), fontsize=7)
         if r.accuracies:
             ours.errorbar(r.acc_memory_mib, statistics.mean(r.accuracies),
                           yerr=statistics.stdev(r.accuracies) if len(r.accuracies) > 1 else 0,
-                          fmt="o", color=c, label=label)  # fmt: skip
+                          fmt="o", color=c)  # fmt: skip
             ours.annotate(r.row.variant, (r.acc_memory_mib, statistics.mean(r.accuracies)),
                           fontsize=7)  # fmt: skip
-    for m, c in colors.items():
+    for m, c in colors.items():  # one legend entry per method; points carry their variant
         paper.scatter([], [], facecolors="none", edgecolors=c, label=m)
+        ours.scatter([], [], color=c, label=m)
     paper.set_title("paper (CIFAR-10, alpha 0.01; memory = fp32 x bits/32)", fontsize=9)
     paper.set_xlabel("training memory (MB, paper)")
     setting = (f"{args.acc_dataset} {args.acc_model}, {args.acc_clients} clients, "
@@ -285,7 +285,7 @@ def plot(results: list[Result], args: argparse.Namespace, path: Path) -> None:
     for ax in axes:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
