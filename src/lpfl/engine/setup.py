@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..algorithms import Algorithm, State, build_algorithm
+from ..algorithms import NEEDS_SERVER_DATA, Algorithm, State, build_algorithm
 from ..algorithms.server_optimizers import build_server_optimizer
 from ..config import RunConfig
-from ..data import DATASETS
+from ..data import DATASETS, holdout, partition
 from ..models import build_model
 from ..quant import PrecisionPolicy
 from .client import LocalTrainer, OptimizerSpec
@@ -24,6 +25,35 @@ from .messages import ClientReply, DivergenceError
 from .recorder import RoundMetrics
 from .server import Server
 from .vectorized import VectorizedTrainer
+
+
+def split(cfg: RunConfig, labels: np.ndarray, clients: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each client's training-set indices and the server's validation indices.
+
+    An algorithm that scores clients (ABAvg) gets a validation split carved from the
+    training set first, so no client ever holds it; otherwise the server holds nothing.
+    Every loop and every Flower node calls this, so all see the same split for a seed.
+    """
+    pool, server_val = np.arange(len(labels)), np.array([], dtype=np.int64)
+    if cfg.algorithm in NEEDS_SERVER_DATA:
+        pool, server_val = holdout(labels, cfg.server_val_fraction, cfg.seed)
+    parts = partition(labels[pool], clients, cfg.partition, cfg.alpha, cfg.seed)
+    return [pool[p] for p in parts], server_val
+
+
+def scorer(
+    model: nn.Module, x: Tensor, y: Tensor, normalize: Callable[[Tensor], Tensor]
+) -> Callable[[State], float]:
+    """A client model's accuracy on the server's validation split (never the test set).
+
+    ``model`` serves as scratch space: it is reloaded before every evaluation.
+    """
+
+    def score(state: State) -> float:
+        model.load_state_dict(state)
+        return evaluate(model, x, y, normalize)[0]
+
+    return score
 
 
 def new_model(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -110,12 +140,14 @@ def round_metrics(
     rejected: int,
     broadcast: bytes,
     quantized: tuple[float, float] | None = None,
+    on_clients: tuple[float, float] | None = None,
 ) -> RoundMetrics:
     """One round's record: the train loss is the sample-weighted mean over the replies."""
     losses = [(r.train_loss, r.num_samples) for r in replies if r.num_samples]
     train_loss = sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
     acc, loss = evaluated or (None, None)
     acc_q, loss_q = quantized or (None, None)
+    acc_c, loss_c = on_clients or (None, None)
     return RoundMetrics(
         rnd,
         acc,
@@ -129,4 +161,6 @@ def round_metrics(
         bytes_down=len(broadcast) * sampled,
         quantized_test_accuracy=acc_q,
         quantized_test_loss=loss_q,
+        client_accuracy=acc_c,
+        client_loss=loss_c,
     )
