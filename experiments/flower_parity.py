@@ -62,6 +62,19 @@ def row(name: str, runs: list[dict]) -> str:
     )
 
 
+def verdict(simulated: list[dict], on_flower: list[dict]) -> str:
+    """The difference of the mean final accuracies against its standard error."""
+    a = [100 * r["final_accuracy_mean"] for r in simulated]
+    b = [100 * r["final_accuracy_mean"] for r in on_flower]
+    diff = statistics.mean(b) - statistics.mean(a)
+    stderr = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    within = "within" if abs(diff) <= 2 * stderr else "NOT within"
+    return (
+        f"Flower − simulator: {diff:+.2f} points; standard error of that difference "
+        f"{stderr:.2f}, so the difference is {within} noise (|difference| ≤ 2 standard errors)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -94,6 +107,8 @@ def main() -> None:
             "| runs on | final accuracy per seed | mean ± std | last round, mean ± std |",
             "|---|---|---|---|",
             *rows,
+            "",
+            verdict(*runs.values()),
         ]
     )
     Path(args.out).write_text(text + "\n")

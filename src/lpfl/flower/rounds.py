@@ -64,8 +64,8 @@ def run_rounds(
     # ABAvg's validation split, carved as the simulator and every node carve it; the
     # nodes' partitions exclude it. Empty, and unused, for the other algorithms.
     _, held = setup.split(cfg, train.y, cfg.clients)
-    x_val, y_val = torch.from_numpy(train.x[held]).to(device), torch.from_numpy(train.y[held])
-    score = setup.scorer(setup.new_model(cfg, device), x_val, y_val.to(device), norm)
+    x_val, y_val = (torch.from_numpy(a[held]).to(device) for a in (train.x, train.y))
+    score = setup.scorer(setup.new_model(cfg, device), x_val, y_val, norm)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     server = setup.server(cfg, model, setup.algorithm(cfg, score), generator)
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
