@@ -66,7 +66,7 @@ def test_results_schema_and_csv(tmp_path, tiny):
     assert set(data["rounds"][0]) == {
         "round", "test_accuracy", "test_loss", "train_loss", "seconds",
         "clients", "uploads", "rejected", "bytes_up", "bytes_down",
-        "quantized_test_accuracy", "quantized_test_loss",
+        "quantized_test_accuracy", "quantized_test_loss", "client_accuracy", "client_loss",
     }  # fmt: skip
     accs = [r["test_accuracy"] for r in data["rounds"] if r["test_accuracy"] is not None]
     assert data["summary"]["final_accuracy_mean"] == pytest.approx(sum(accs) / len(accs))

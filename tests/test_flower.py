@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from lpfl.config import ConfigError, make_config
-from lpfl.data import DATASETS
-from lpfl.flower import protocol, settings
+from lpfl.data import DATASETS, load_dataset, normalize
+from lpfl.engine import evaluate, setup
+from lpfl.flower import protocol, rounds, settings
 from lpfl.flower.client_app import app as client_app
-from lpfl.flower.client_app import train
+from lpfl.flower.client_app import evaluate_local, train
+from lpfl.flower.local_data import load_partition
 from lpfl.flower.rounds import run_rounds
 from lpfl.flower.settings import FlowerSettings
 from lpfl.models import build_model
 from lpfl.quant import block_quantize
-from lpfl.wire import decode, encode
+from lpfl.wire import WireFormat, decode, encode
 
 TINY = dict(dataset="digits", model="mlp", alpha=0.5, batch_size=32, bits=8)
 
@@ -44,14 +47,25 @@ def _node_context(node: int, partition_id: int, num_partitions: int) -> Context:
     return Context(run_id=1, node_id=node, node_config=config, state=RecordDict(), run_config={})
 
 
-def _train_message(cfg, broadcast: bytes, node: int = 7, server_round: int = 1) -> Message:
+def _train_message(
+    cfg, broadcast: bytes, node: int = 7, server_round: int = 1, kind: str = "train"
+) -> Message:
     content = RecordDict(
         {
             protocol.MODEL_KEY: protocol.to_record(broadcast),
             protocol.CONFIG_KEY: settings.to_record(cfg, server_round),
         }
     )
-    return Message(content, dst_node_id=node, message_type="train")
+    return Message(content, dst_node_id=node, message_type=kind)
+
+
+def _accuracy_on_partition(cfg, state, partition_id: int, num_partitions: int) -> tuple:
+    """What a node holding this partition should report for ``state``: computed here."""
+    data = load_partition(cfg, partition_id, num_partitions)
+    model = setup.new_model(cfg, torch.device("cpu"))
+    model.load_state_dict(state)
+    accuracy, loss = evaluate(model, data.x, data.y, lambda x: normalize(x, DATASETS[cfg.dataset]))
+    return accuracy, loss, len(data)
 
 
 def test_settings_round_trip_and_refusals() -> None:
@@ -62,6 +76,10 @@ def test_settings_round_trip_and_refusals() -> None:
     assert sent == make_config(**TINY)
     cfg, flower = settings.from_run_config({"moving-average": 0, "round-timeout": 5, "bits": 6})
     assert (cfg.moving_average, cfg.bits, flower.round_timeout) == (0.0, 6, 5.0)
+    assert flower.client_eval_every == 0  # the nodes evaluate only when asked to
+    assert settings.from_run_config({"client-eval-every": 3})[1].client_eval_every == 3
+    with pytest.raises(ConfigError, match="--client-eval-every"):
+        settings.from_run_config({"client-eval-every": -1})
     with pytest.raises(ConfigError, match="--bogus"):
         settings.to_run_config({"bogus": 1})
     with pytest.raises(ConfigError, match="--bits"):
@@ -94,22 +112,49 @@ def test_client_train_replies_wire_bytes_on_the_8_bit_grid() -> None:
     assert "lpfl-optimizer" in context.state  # Adam's moments wait for the next round
 
 
-class FakeGrid(Grid):
-    """Answers in-process, like a federation with one broken and one silent node."""
+def test_client_evaluate_handler_scores_the_model_on_its_own_partition() -> None:
+    cfg = make_config(**TINY)
+    state = _initial_model(cfg)
+    message = _train_message(cfg, encode(state, WireFormat()), kind="evaluate")
+    reply = evaluate_local(message, _node_context(7, partition_id=2, num_partitions=4))
 
-    def __init__(self, nodes: int, corrupt: int | None = None, silent: int | None = None) -> None:
+    metrics = reply.content[protocol.METRICS_KEY]
+    got = (metrics[protocol.ACCURACY], metrics[protocol.LOSS], metrics[protocol.NUM_EXAMPLES])
+    assert got == pytest.approx(_accuracy_on_partition(cfg, state, 2, 4))
+    assert 0 < metrics[protocol.NUM_EXAMPLES] < len(load_dataset("digits")[0])
+
+
+class FakeGrid(Grid):
+    """Answers in-process, like a federation with a broken, a silent and a dead node.
+
+    As Flower's grids do, it gives each sent message an id; the SuperLink answers for a
+    dead node itself, with an error from node 1 that replies to the message sent to it.
+    """
+
+    def __init__(
+        self,
+        nodes: int,
+        corrupt: int | None = None,
+        silent: int | None = None,
+        dead: int | None = None,
+    ) -> None:
         self.contexts = {n: _node_context(n, n - 1, nodes) for n in range(1, nodes + 1)}
-        self.corrupt, self.silent = corrupt, silent
+        self.corrupt, self.silent, self.dead = corrupt, silent, dead
         self.sent: list[Message] = []
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None) -> list[Message]:
         answers = []
         for msg in messages:
+            msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
             self.sent.append(msg)
             node = msg.metadata.dst_node_id
             if node == self.silent:
                 continue
-            reply = client_app(msg, self.contexts[node])
+            if node == self.dead:
+                reply = Message(Error(code=5, reason="Node Unavailable"), reply_to=msg)
+                reply.metadata.__dict__["_src_node_id"] = 1  # the SuperLink's node id
+            else:
+                reply = client_app(msg, self.contexts[node])
             if node == self.corrupt:
                 payload = protocol.from_record(reply.content[protocol.UPDATE_KEY])
                 reply.content[protocol.UPDATE_KEY] = protocol.to_record(payload[:-7])
@@ -136,24 +181,76 @@ class FakeGrid(Grid):
         raise NotImplementedError
 
 
-def test_server_rounds_reject_malformed_and_silent_nodes_and_go_on(tmp_path) -> None:
-    cfg = make_config(**TINY, clients=4, participation=1.0, rounds=2, out=str(tmp_path))
-    grid = FakeGrid(4, corrupt=2, silent=3)
+def test_server_rounds_reject_malformed_silent_and_dead_nodes_and_go_on(tmp_path) -> None:
+    cfg = make_config(**TINY, clients=5, participation=1.0, rounds=2, out=str(tmp_path))
+    grid = FakeGrid(5, corrupt=2, silent=3, dead=4)
     recorder = run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed"
-    assert [r["uploads"] for r in results["rounds"]] == [3, 3]  # the silent node sent nothing
-    assert [r["rejected"] for r in results["rounds"]] == [2, 2]
+    assert [r["uploads"] for r in results["rounds"]] == [3, 3]  # silent and dead sent nothing
+    assert [r["rejected"] for r in results["rounds"]] == [3, 3]
     reasons = {(r["client"], r["reason"].split(":")[0]) for r in results["rejections"]}
-    assert reasons == {(3, "no reply within 5 s"), (2, "truncated payload")}
+    assert reasons == {(3, "no reply within 5 s"), (2, "truncated payload"), (4, "node failed")}
     assert all(r["test_accuracy"] is not None for r in results["rounds"])
     broadcast = protocol.from_record(grid.sent[0].content[protocol.MODEL_KEY])
-    assert results["rounds"][0]["bytes_down"] == 4 * len(broadcast)
+    assert results["rounds"][0]["bytes_down"] == 5 * len(broadcast)
     good = len(encode(_initial_model(cfg), cfg.uplink()))
     assert results["rounds"][0]["bytes_up"] == 2 * good + (good - 7)
     assert recorder.rounds[-1].round == 2
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 3
+    assert all(m.metadata.message_type == "train" for m in grid.sent)  # no client-eval-every
+    assert all(r["client_accuracy"] is None for r in results["rounds"])
+
+
+def test_server_has_nodes_evaluate_every_client_eval_every_rounds(tmp_path) -> None:
+    cfg = make_config(**TINY, clients=4, participation=0.5, rounds=2, out=str(tmp_path))
+    grid = FakeGrid(4)
+    run_rounds(grid, cfg, FlowerSettings(round_timeout=5, client_eval_every=2))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    asked = [m for m in grid.sent if m.metadata.message_type == "evaluate"]
+    assert sorted(m.metadata.dst_node_id for m in asked) == [1, 2, 3, 4]  # all, round 2 only
+    assert results["rounds"][0]["client_accuracy"] is None
+    state = decode(protocol.from_record(asked[0].content[protocol.MODEL_KEY]))
+    scores = [_accuracy_on_partition(cfg, state, node - 1, 4) for node in range(1, 5)]
+    total = sum(n for *_, n in scores)
+    expected = sum(acc * n for acc, _, n in scores) / total
+    assert results["rounds"][1]["client_accuracy"] == pytest.approx(expected)
+    assert results["rounds"][1]["client_loss"] == pytest.approx(
+        sum(loss * n for _, loss, n in scores) / total
+    )
+
+
+def test_abavg_on_flower_scores_clients_on_the_server_holdout(tmp_path, monkeypatch) -> None:
+    run = dict(TINY, algorithm="abavg", clients=4, participation=1.0, rounds=2)
+    cfg = make_config(**run, out=str(tmp_path))
+    train_set, _ = load_dataset("digits")
+    parts, held = setup.split(cfg, train_set.y, 4)
+    assert len(held) and not np.intersect1d(np.concatenate(parts), held).size
+    for i, part in enumerate(parts):  # each node loads its part, holdout excluded
+        assert torch.equal(load_partition(cfg, i, 4).y, torch.from_numpy(train_set.y[part]))
+
+    scored: list[dict] = []
+    make_scorer = setup.scorer
+
+    def spying_scorer(model, x, y, norm):
+        assert torch.equal(y, torch.from_numpy(train_set.y[held]))  # never the test set
+        score = make_scorer(model, x, y, norm)
+
+        def spy(state: dict) -> float:
+            scored.append(state)
+            return score(state)
+
+        return spy
+
+    monkeypatch.setattr(rounds.setup, "scorer", spying_scorer)
+    run_rounds(FakeGrid(4), cfg, FlowerSettings(round_timeout=5))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed" and results["config"]["algorithm"] == "abavg"
+    assert len(scored) == 2 * 4  # every upload of every round was scored
+    assert results["rounds"][-1]["test_accuracy"] > 0.2
 
 
 @pytest.mark.parametrize("algorithm", ["fedgen", "fedftg", "heterofl", "splitmix"])

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..algorithms import NEEDS_SERVER_DATA
 from ..config import ConfigError, RunConfig, parse_trackers
-from ..data import DATASETS, holdout, load_dataset, normalize, partition, summarize_partition
+from ..data import DATASETS, load_dataset, normalize, summarize_partition
 from ..wire import WireError, decode, encode, fp32_bytes
 from . import checkpoint, numerics, setup
 from .evaluate import evaluate
@@ -73,12 +72,7 @@ def _run(
         raise ConfigError(
             f"--clients: {cfg.clients} clients but only {len(train)} training samples"
         )
-    pool, server_val = np.arange(len(train)), np.array([], dtype=np.int64)
-    if cfg.algorithm in NEEDS_SERVER_DATA:
-        pool, server_val = holdout(train.y, cfg.server_val_fraction, cfg.seed)
-    parts = [
-        pool[p] for p in partition(train.y[pool], cfg.clients, cfg.partition, cfg.alpha, cfg.seed)
-    ]
+    parts, server_val = setup.split(cfg, train.y, cfg.clients)
     log(summarize_partition(parts, train.y, spec.num_classes))
 
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
@@ -98,16 +92,7 @@ def _run(
         quantized_eval = setup.new_model(cfg, device)
         setup.policy(cfg).attach(quantized_eval, torch.Generator(device).manual_seed(cfg.seed + 1))
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    x_val, y_val = x_train[server_val], y_train[server_val]
-
-    def score(state: dict) -> float:
-        """A client model's accuracy on the server's validation split (never the test set).
-
-        The global model serves as scratch space: it is reloaded before every evaluation.
-        """
-        global_model.load_state_dict(state)
-        return evaluate(global_model, x_val, y_val, norm)[0]
-
+    score = setup.scorer(global_model, x_train[server_val], y_train[server_val], norm)
     algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()

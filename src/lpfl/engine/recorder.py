@@ -33,6 +33,8 @@ class RoundMetrics:
     bytes_down: int = 0  # wire bytes, summed over the round's downloads
     quantized_test_accuracy: float | None = None  # with --eval-quantized: activation
     quantized_test_loss: float | None = None  # rounding on, as the reference evaluates
+    client_accuracy: float | None = None  # on Flower with client-eval-every: the global
+    client_loss: float | None = None  # model on the nodes' own data, sample-weighted
 
 
 def summarize(

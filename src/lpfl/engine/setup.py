@@ -10,10 +10,12 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..algorithms import (
+    NEEDS_SERVER_DATA,
     SIMULATOR_ONLY,
     SUBMODEL_ALGORITHMS,
     Algorithm,
@@ -26,7 +28,7 @@ from ..algorithms import (
 from ..algorithms.server_optimizers import build_server_optimizer
 from ..algorithms.submodels import assign_widths, parse_widths
 from ..config import RunConfig
-from ..data import DATASETS
+from ..data import DATASETS, holdout, partition
 from ..models import build_model
 from ..quant import PrecisionPolicy
 from .client import LocalTrainer, OptimizerSpec
@@ -44,6 +46,35 @@ def model_maker(cfg: RunConfig) -> Callable[[float], nn.Module]:
     """Builds the configured architecture at a given width (1 = the full model)."""
     spec = DATASETS[cfg.dataset]
     return lambda width: build_model(cfg.model, spec.channels, spec.size, spec.num_classes, width)
+
+
+def split(cfg: RunConfig, labels: np.ndarray, clients: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each client's training-set indices and the server's validation indices.
+
+    An algorithm that scores clients (ABAvg) gets a validation split carved from the
+    training set first, so no client ever holds it; otherwise the server holds nothing.
+    Every loop and every Flower node calls this, so all see the same split for a seed.
+    """
+    pool, server_val = np.arange(len(labels)), np.array([], dtype=np.int64)
+    if cfg.algorithm in NEEDS_SERVER_DATA:
+        pool, server_val = holdout(labels, cfg.server_val_fraction, cfg.seed)
+    parts = partition(labels[pool], clients, cfg.partition, cfg.alpha, cfg.seed)
+    return [pool[p] for p in parts], server_val
+
+
+def scorer(
+    model: nn.Module, x: Tensor, y: Tensor, normalize: Callable[[Tensor], Tensor]
+) -> Callable[[State], float]:
+    """A client model's accuracy on the server's validation split (never the test set).
+
+    ``model`` serves as scratch space: it is reloaded before every evaluation.
+    """
+
+    def score(state: State) -> float:
+        model.load_state_dict(state)
+        return evaluate(model, x, y, normalize)[0]
+
+    return score
 
 
 def new_model(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -178,6 +209,7 @@ def round_metrics(
     broadcast: bytes,
     quantized: tuple[float, float] | None = None,
     bytes_down: int | None = None,
+    on_clients: tuple[float, float] | None = None,
 ) -> RoundMetrics:
     """One round's record: the train loss is the sample-weighted mean over the replies.
 
@@ -187,6 +219,7 @@ def round_metrics(
     train_loss = sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
     acc, loss = evaluated or (None, None)
     acc_q, loss_q = quantized or (None, None)
+    acc_c, loss_c = on_clients or (None, None)
     return RoundMetrics(
         rnd,
         acc,
@@ -200,4 +233,6 @@ def round_metrics(
         bytes_down=len(broadcast) * sampled if bytes_down is None else bytes_down,
         quantized_test_accuracy=acc_q,
         quantized_test_loss=loss_q,
+        client_accuracy=acc_c,
+        client_loss=loss_c,
     )

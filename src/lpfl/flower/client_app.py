@@ -61,6 +61,12 @@ def _save_optimizer(context: Context, state: dict) -> None:
     context.state[_OPTIMIZER] = ConfigRecord({"state": buffer.getvalue()})
 
 
+def _server_side(state: dict) -> float:
+    """The score an algorithm like ABAvg rates clients with lives on the server; a node
+    builds the algorithm only for its client-side objective and must never call it."""
+    raise RuntimeError("client scoring runs on the server, on its validation split")
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train from the broadcast and reply with the wire-encoded model (errors become replies)."""
@@ -70,7 +76,7 @@ def train(msg: Message, context: Context) -> Message:
     trainer = setup.trainer(
         cfg,
         setup.new_model(cfg, device),
-        setup.algorithm(cfg),
+        setup.algorithm(cfg, _server_side),
         partial(normalize, spec=DATASETS[cfg.dataset]),
         generator,
         engine="sequential",  # one client per node

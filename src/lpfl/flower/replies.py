@@ -4,13 +4,16 @@ A node that errs, sends a reply without the expected records, or does not answer
 time is dropped here with its reason; a reply that arrives intact but holds bad wire
 bytes goes on to :meth:`lpfl.engine.Server.update`, which rejects it as it does in the
 simulator. Either way the round continues with the rest. Clients are named by their
-Flower node id: that is what identifies them to the server.
+Flower node id: that is what identifies them to the server. An answer is matched to its
+node through the message it replies to, not its sender: when a node dies, the SuperLink
+itself answers in its place (an error from node 1), and that answer must still count
+against the node that died.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from flwr.app import Message
 
@@ -20,8 +23,7 @@ from . import protocol
 log = logging.getLogger(__name__)
 
 
-def _reply(msg: Message) -> ClientReply:
-    node = msg.metadata.src_node_id
+def _reply(node: int, msg: Message) -> ClientReply:
     metrics = msg.content[protocol.METRICS_KEY]
     return ClientReply(
         node,
@@ -32,20 +34,26 @@ def _reply(msg: Message) -> ClientReply:
 
 
 def collect(
-    round_: int, sampled: Iterable[int], answers: Iterable[Message], timeout: float
+    round_: int, sent: Sequence[Message], answers: Iterable[Message], timeout: float
 ) -> tuple[list[ClientReply], list[Rejection]]:
-    """The replies to hand to the server, and the nodes dropped before it saw them."""
+    """The replies to hand to the server, and the nodes dropped before it saw them.
+
+    ``sent`` are the messages as the Grid sent them (it gives each its id)."""
+    node_of = {msg.metadata.message_id: msg.metadata.dst_node_id for msg in sent}
     replies: list[ClientReply] = []
     dropped: list[Rejection] = []
-    missing = set(sampled)
+    missing = set(node_of.values())
     for msg in answers:
-        node = msg.metadata.src_node_id
+        node = node_of.get(msg.metadata.reply_to_message_id)
+        if node is None or node not in missing:
+            log.warning("round %d: ignored an answer to no message of this round", round_)
+            continue
         missing.discard(node)
         if msg.has_error():
             dropped.append(Rejection(node, f"node failed: {msg.error.reason}"))
             continue
         try:
-            replies.append(_reply(msg))
+            replies.append(_reply(node, msg))
         except (KeyError, TypeError, ValueError) as exc:
             dropped.append(Rejection(node, f"malformed reply: {exc!r}"))
     dropped += [Rejection(node, f"no reply within {timeout:g} s") for node in sorted(missing)]

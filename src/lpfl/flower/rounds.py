@@ -1,10 +1,12 @@
 """The server's round loop over a Flower Grid, the counterpart of ``lpfl.engine.run_simulation``.
 
 Each round: sample the connected nodes, send them ``Server.broadcast()``, collect the
-replies, let ``Server.update`` decode, reject and aggregate them, evaluate the global
-model on the test set and record the round. A plain loop over the Grid rather than a
-Flower Strategy, because Flower's ``Strategy.start`` hands arrays between rounds and
-evaluates those, while lpfl broadcasts Q(w̄) but evaluates and keeps the fp32 w̄.
+replies, let ``Server.update`` decode, reject and aggregate them (ABAvg scoring them on
+the server's validation split, as in the simulator), evaluate the global model on the
+test set, optionally have the nodes evaluate it on their own data (``client-eval-every``)
+and record the round. A plain loop over the Grid rather than a Flower Strategy, because
+Flower's ``Strategy.start`` hands arrays between rounds and evaluates those, while lpfl
+broadcasts Q(w̄) but evaluates and keeps the fp32 w̄.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import torch
 from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from ..algorithms import NEEDS_SERVER_DATA, SIMULATOR_ONLY, SUBMODEL_ALGORITHMS
+from ..algorithms import SIMULATOR_ONLY, SUBMODEL_ALGORITHMS
 from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, resolve_device, setup
 from ..wire import fp32_bytes
 from . import protocol, replies, settings
+from .evaluation import evaluate_on_nodes
 from .settings import FlowerSettings
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,8 @@ def run_rounds(
     device = resolve_device(cfg.device)
     spec = DATASETS[cfg.dataset]
     norm = partial(normalize, spec=spec)
-    _, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
+    train, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
     x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
-    if cfg.algorithm in NEEDS_SERVER_DATA:
-        raise ConfigError(f"--algorithm: {cfg.algorithm} needs server-held data, not on Flower yet")
     if cfg.algorithm in SUBMODEL_ALGORITHMS:  # each node would need its own sub-model message
         raise ConfigError(f"--algorithm: {cfg.algorithm} trains sub-models, not on Flower yet")
     if cfg.algorithm in SIMULATOR_ONLY:
@@ -68,8 +69,13 @@ def run_rounds(
             " (and FedGen its generator) in the messages, not on Flower yet"
         )
     model = setup.initial_model(cfg, device)  # the simulator's initial model, same seed
+    # ABAvg's validation split, carved as the simulator and every node carve it; the
+    # nodes' partitions exclude it. Empty, and unused, for the other algorithms.
+    _, held = setup.split(cfg, train.y, cfg.clients)
+    x_val, y_val = (torch.from_numpy(a[held]).to(device) for a in (train.x, train.y))
+    score = setup.scorer(setup.new_model(cfg, device), x_val, y_val, norm)
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    server = setup.server(cfg, model, setup.algorithm(cfg), generator)
+    server = setup.server(cfg, model, setup.algorithm(cfg, score), generator)
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
     rng = np.random.default_rng(cfg.seed)
@@ -87,23 +93,23 @@ def run_rounds(
                     protocol.CONFIG_KEY: settings.to_record(cfg, rnd),
                 }
             )
-            answers = grid.send_and_receive(
-                _messages(sampled, content, MessageType.TRAIN), timeout=flower.round_timeout
-            )
-            uploads, dropped = replies.collect(rnd, sampled, answers, flower.round_timeout)
+            sent = _messages(sampled, content, MessageType.TRAIN)
+            answers = grid.send_and_receive(sent, timeout=flower.round_timeout)
+            uploads, dropped = replies.collect(rnd, sent, answers, flower.round_timeout)
             rejected = dropped + server.update(rnd, uploads)
             for r in rejected:
                 recorder.reject(rnd, r.client, r.reason)
-            evaluated = None
+            evaluated = on_clients = None
             if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
                 evaluated = setup.evaluate_global(model, server.model, x_test, y_test, norm, rnd)
                 log_line(f"round {rnd}: accuracy {evaluated[0]:.4f}, loss {evaluated[1]:.4f}")
-            elapsed = time.perf_counter() - tic
-            recorder.record(
-                setup.round_metrics(
-                    rnd, evaluated, elapsed, len(sampled), uploads, len(rejected), broadcast
-                )
-            )
+            if flower.client_eval_every and rnd % flower.client_eval_every == 0:
+                on_clients = evaluate_on_nodes(grid, server.model, cfg, rnd, flower.round_timeout)
+            metrics = setup.round_metrics(
+                rnd, evaluated, time.perf_counter() - tic, len(sampled), uploads, len(rejected),
+                broadcast, on_clients=on_clients,
+            )  # fmt: skip
+            recorder.record(metrics)
     except DivergenceError as exc:
         recorder.finish("diverged", str(exc))
         raise

@@ -18,6 +18,7 @@ from ..config import ConfigError, RunConfig, coerce_settings, make_config
 
 ROUND_KEY = "server-round"
 ROUND_TIMEOUT_KEY = "round-timeout"
+CLIENT_EVAL_KEY = "client-eval-every"
 
 # Where the data lies, where results go and what hardware trains are facts about one
 # host, so the server keeps them to itself; each node uses its own (see client_app).
@@ -26,9 +27,11 @@ _HOST_LOCAL = ("data_dir", "out", "device")
 
 @dataclass(frozen=True)
 class FlowerSettings:
-    """What Flower needs beyond an lpfl run: how long to wait for nodes, per round."""
+    """What Flower adds to an lpfl run: how long to wait for nodes per round, and how
+    often the nodes evaluate the global model on their own data (0: never)."""
 
     round_timeout: float = 600.0
+    client_eval_every: int = 0
 
 
 def to_run_config(values: Mapping[str, Any], **local: Any) -> RunConfig:
@@ -42,7 +45,10 @@ def from_run_config(values: Mapping[str, Any]) -> tuple[RunConfig, FlowerSetting
     timeout = rest.pop(ROUND_TIMEOUT_KEY, FlowerSettings.round_timeout)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"--{ROUND_TIMEOUT_KEY}: must be seconds > 0, got {timeout!r}")
-    return to_run_config(rest), FlowerSettings(float(timeout))
+    every = rest.pop(CLIENT_EVAL_KEY, FlowerSettings.client_eval_every)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise ConfigError(f"--{CLIENT_EVAL_KEY}: must be rounds >= 0 (0: never), got {every!r}")
+    return to_run_config(rest), FlowerSettings(float(timeout), every)
 
 
 def to_record(cfg: RunConfig, server_round: int) -> ConfigRecord:
