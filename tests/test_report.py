@@ -128,3 +128,23 @@ def test_paper_table_has_every_value_of_the_notes():
     assert PAPER_TABLE1["cifar10", 0.04][32, True] == (58.6, 0.3)
     assert PAPER_TABLE1["cinic10", 0.16][32, False] == (57.0, 1.3)
     assert PAPER_TABLE1["cifar100", 0.16][6, False] == (9.62, 0.2)
+
+
+def test_act_rounded_evaluation_is_reported_beside_the_fp32_one(runs, tmp_path):
+    work = tmp_path / "runs"
+    shutil.copytree(runs, work)
+    for path in work.glob("*/results.json"):
+        data = json.loads(path.read_text())
+        if data["config"]["bits"] == 8:  # as --eval-quantized records it, one value per round
+            for i, r in enumerate(data["rounds"]):
+                r["quantized_test_accuracy"] = 0.40 + 0.01 * i  # 3 rounds: mean 0.41
+            path.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(work), "--out", str(out)]) == 0
+    table = _table(out / "table1.md")
+    assert "act-rounded eval 41.0" in table["8b avg"]["digits α=0.04"]
+    assert "act-rounded" not in table["32b no"]["digits α=0.04"]
+    with (out / "table1.csv").open() as fh:
+        cells = {(r["row"], r["dataset"]): r for r in csv.DictReader(fh)}
+    assert float(cells["8b avg", "digits"]["quantized_eval_mean"]) == pytest.approx(41.0)
+    assert cells["32b no", "digits"]["quantized_eval_mean"] == ""

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import ConfigError
+from ..engine.recorder import LAST_K
 from ..sweep import FINISHED, run_hash
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,16 @@ class Run:
         """In %; the paper's statistic, the mean of the last 5 evaluated rounds."""
         acc = self.summary.get("final_accuracy_mean")
         return None if acc is None else 100 * acc
+
+    @property
+    def final_quantized_accuracy(self) -> float | None:
+        """In %, for runs made with --eval-quantized: the same statistic, activation rounding on."""
+        accs = [
+            r["quantized_test_accuracy"]
+            for r in self.rounds
+            if r.get("quantized_test_accuracy") is not None
+        ][-LAST_K:]
+        return 100 * float(np.mean(accs)) if accs else None
 
     @property
     def total_bytes(self) -> int:

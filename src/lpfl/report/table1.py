@@ -30,6 +30,7 @@ Column = tuple[float, str]  # (alpha, dataset)
 MISSING = "—"
 CSV_HEADER = (
     "row", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std", "paper", "diff",
+    "quantized_eval_mean",
 )  # fmt: skip
 
 
@@ -46,6 +47,11 @@ class Cell:
     accuracies: tuple[float, ...]  # %, one per completed run (seed)
     diverged: int
     paper: float | None
+    quantized: tuple[float, ...] = ()  # %, the runs evaluated with activation rounding on too
+
+    @property
+    def quantized_mean(self) -> float | None:
+        return float(np.mean(self.quantized)) if self.quantized else None
 
     @property
     def n(self) -> int:
@@ -71,6 +77,8 @@ class Cell:
         ours += "" if self.std is None else f" ± {self.std:.1f}"
         ours += f" ({', '.join(counts)})" if counts else ""
         parts = [ours]
+        if self.quantized_mean is not None:  # the reference's way of evaluating, beside ours
+            parts += [f"act-rounded eval {self.quantized_mean:.1f}"]
         parts += [] if self.paper is None else [f"paper {self.paper:g}"]
         parts += [] if self.diff is None else [f"Δ {self.diff:+.1f}"]
         return " · ".join(parts)
@@ -111,11 +119,14 @@ def build_table1(runs: Iterable[Run]) -> Table1:
     for row in rows:
         for col in columns:
             members = groups.get((row, col), [])
-            accs = [r.final_accuracy for r in members if r.status == "completed"]
+            completed = [r for r in members if r.status == "completed"]
+            accs = [r.final_accuracy for r in completed]
+            quantized = [r.final_quantized_accuracy for r in completed]
             cells[row, col] = Cell(
                 tuple(a for a in accs if a is not None),
                 sum(r.status == "diverged" for r in members),
                 paper_value(col[1], col[0], *row),
+                tuple(q for q in quantized if q is not None),
             )
             note = _pooling_note(row, col, members) if members else None
             notes += [note] if note else []
@@ -130,7 +141,9 @@ def _markdown(table: Table1) -> str:
         "Each cell: mean ± sample std over seeds of each run's final accuracy (mean of its",
         "last 5 evaluated rounds), n = number of seeds, the paper's value and the difference",
         f"(ours − paper). Rows: bits, with (avg) or without (no) the server moving average. "
-        f"{MISSING}: no run.",
+        f'{MISSING}: no run. Where runs were made with --eval-quantized, "act-rounded eval"',
+        "gives the global model's accuracy with the clients' activation rounding on, as the",
+        "reference evaluates its rows without averaging.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -159,7 +172,10 @@ def write_table1(table: Table1, out: Path) -> list[Path]:
                 cell = table.cells[row, col]
                 writer.writerow(
                     [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged]
-                    + [_number(v) for v in (cell.mean, cell.std, cell.paper, cell.diff)]
+                    + [
+                        _number(v)
+                        for v in (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
+                    ]
                 )
     for note in table.notes:
         logger.warning("table 1: %s", note)
