@@ -280,3 +280,35 @@ def test_flower_simulation_learns_and_sends_wire_sized_updates(tmp_path) -> None
     model = _initial_model(cfg)
     assert all(r["bytes_up"] == 4 * len(encode(model, cfg.uplink())) for r in rounds)
     assert all(r["bytes_down"] == 4 * len(encode(model, cfg.downlink())) for r in rounds)
+
+
+def test_strategy_aggregation_called_directly(tmp_path) -> None:
+    """configure_train -> (grid) -> aggregate_train: the global model becomes the mean of
+    the decoded uploads (moving average off, unweighted), a truncated reply is rejected."""
+    from lpfl.engine import Recorder
+    from lpfl.flower.strategy import LowPrecisionStrategy
+
+    cfg = make_config(**TINY, clients=3, participation=1.0, moving_average=0.0)
+    server = setup.server(
+        cfg, build_model("mlp", 1, 8, 10), setup.algorithm(cfg), torch.Generator().manual_seed(0)
+    )
+    recorder = Recorder(None, cfg.to_dict(), 1)
+    strategy = LowPrecisionStrategy(cfg, server, recorder, lambda _r: None, FlowerSettings(5))
+    grid = FakeGrid(3, corrupt=3)
+    sent = list(strategy.configure_train(1, ArrayRecord(), None, grid))
+    assert sorted(m.metadata.dst_node_id for m in sent) == [1, 2, 3]
+    answers = grid.send_and_receive(sent, timeout=5)
+    arrays, metrics = strategy.aggregate_train(1, answers)
+
+    uploads = [
+        decode(protocol.from_record(a.content[protocol.UPDATE_KEY]))
+        for a in answers
+        if a.metadata.src_node_id != 3
+    ]
+    for name, value in server.model.items():
+        assert torch.allclose(value, (uploads[0][name] + uploads[1][name]) / 2, atol=1e-6)
+        assert np.array_equal(arrays[name].numpy(), value.numpy())  # Flower's fp32 copy
+    assert (metrics["uploads"], metrics["rejected"]) == (3, 1)  # the truncated one arrived
+    assert [(r["client"], r["reason"].split(":")[0]) for r in recorder.rejections] == [
+        (3, "truncated payload")
+    ]

@@ -41,18 +41,15 @@ def weighted(answers: Iterable[Message], round_: int) -> tuple[float, float] | N
     return (accuracy / total, loss / total) if total else None
 
 
-def evaluate_on_nodes(
-    grid: Grid, model: State, cfg: RunConfig, round_: int, timeout: float
-) -> tuple[float, float] | None:
-    """Every connected node evaluates ``model`` on its partition; the weighted result."""
+def evaluation_messages(grid: Grid, model: State, cfg: RunConfig, round_: int) -> list[Message]:
+    """Every connected node is asked to evaluate ``model`` (fp32) on its partition."""
     content = RecordDict(
         {
             protocol.MODEL_KEY: protocol.to_record(encode(model, WireFormat())),  # fp32
             protocol.CONFIG_KEY: settings.to_record(cfg, round_),
         }
     )
-    messages = [
+    return [
         Message(content, dst_node_id=node, message_type=MessageType.EVALUATE)
         for node in sorted(grid.get_node_ids())
     ]
-    return weighted(grid.send_and_receive(messages, timeout=timeout), round_)

@@ -1,24 +1,19 @@
-"""The server's round loop over a Flower Grid, the counterpart of ``lpfl.engine.run_simulation``.
+"""The server side of a Flower run, the counterpart of ``lpfl.engine.run_simulation``.
 
-Each round: sample the connected nodes, send them ``Server.broadcast()``, collect the
-replies, let ``Server.update`` decode, reject and aggregate them (ABAvg scoring them on
-the server's validation split, as in the simulator), evaluate the global model on the
-test set, optionally have the nodes evaluate it on their own data (``client-eval-every``)
-and record the round. A plain loop over the Grid rather than a Flower Strategy, because
-Flower's ``Strategy.start`` hands arrays between rounds and evaluates those, while lpfl
-broadcasts Q(w̄) but evaluates and keeps the fp32 w̄.
+It builds what the simulator builds (data, initial model, ABAvg's validation split,
+``Server``, ``Recorder``), waits for the federation to fill, and lets Flower's
+``Strategy.start`` drive the rounds through ``LowPrecisionStrategy``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 
-import numpy as np
 import torch
-from flwr.app import Message, MessageType, RecordDict
+from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
 from ..algorithms import SIMULATOR_ONLY, SUBMODEL_ALGORITHMS
@@ -26,9 +21,8 @@ from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, resolve_device, setup
 from ..wire import fp32_bytes
-from . import protocol, replies, settings
-from .evaluation import evaluate_on_nodes
 from .settings import FlowerSettings
+from .strategy import LowPrecisionStrategy
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +37,6 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
             raise TimeoutError(f"only {len(nodes)} of {count} nodes connected within {timeout} s")
         time.sleep(_POLL_SECONDS)
     return nodes
-
-
-def _messages(grid_nodes: Sequence[int], content: RecordDict, kind: str) -> list[Message]:
-    return [Message(content, dst_node_id=node, message_type=kind) for node in grid_nodes]
 
 
 def run_rounds(
@@ -78,38 +68,24 @@ def run_rounds(
     server = setup.server(cfg, model, setup.algorithm(cfg, score), generator)
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
-    rng = np.random.default_rng(cfg.seed)
+
+    def evaluate(rnd: int) -> tuple[float, float] | None:
+        if rnd % cfg.eval_every and rnd != cfg.rounds:
+            return None
+        evaluated = setup.evaluate_global(model, server.model, x_test, y_test, norm, rnd)
+        log_line(f"round {rnd}: accuracy {evaluated[0]:.4f}, loss {evaluated[1]:.4f}")
+        return evaluated
+
+    strategy = LowPrecisionStrategy(cfg, server, recorder, evaluate, flower)
     wait_for_nodes(grid, cfg.clients, flower.round_timeout)
     try:
-        for rnd in range(1, cfg.rounds + 1):
-            tic = time.perf_counter()
-            nodes = sorted(grid.get_node_ids())  # whoever is still connected
-            k = min(cfg.clients_per_round, len(nodes))
-            sampled = [nodes[i] for i in sorted(rng.choice(len(nodes), k, replace=False))]
-            broadcast = server.broadcast()
-            content = RecordDict(
-                {
-                    protocol.MODEL_KEY: protocol.to_record(broadcast),
-                    protocol.CONFIG_KEY: settings.to_record(cfg, rnd),
-                }
-            )
-            sent = _messages(sampled, content, MessageType.TRAIN)
-            answers = grid.send_and_receive(sent, timeout=flower.round_timeout)
-            uploads, dropped = replies.collect(rnd, sent, answers, flower.round_timeout)
-            rejected = dropped + server.update(rnd, uploads)
-            for r in rejected:
-                recorder.reject(rnd, r.client, r.reason)
-            evaluated = on_clients = None
-            if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-                evaluated = setup.evaluate_global(model, server.model, x_test, y_test, norm, rnd)
-                log_line(f"round {rnd}: accuracy {evaluated[0]:.4f}, loss {evaluated[1]:.4f}")
-            if flower.client_eval_every and rnd % flower.client_eval_every == 0:
-                on_clients = evaluate_on_nodes(grid, server.model, cfg, rnd, flower.round_timeout)
-            metrics = setup.round_metrics(
-                rnd, evaluated, time.perf_counter() - tic, len(sampled), uploads, len(rejected),
-                broadcast, on_clients=on_clients,
-            )  # fmt: skip
-            recorder.record(metrics)
+        strategy.start(
+            grid,
+            ArrayRecord(torch_state_dict=server.model),
+            num_rounds=cfg.rounds,
+            timeout=flower.round_timeout,
+            evaluate_fn=strategy.evaluate_fn,
+        )
     except DivergenceError as exc:
         recorder.finish("diverged", str(exc))
         raise

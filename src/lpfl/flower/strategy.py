@@ -1,0 +1,128 @@
+"""lpfl's server as a Flower Strategy: Flower drives the round, lpfl's Server does the work.
+
+``Strategy.start`` runs each round as configure_train -> send -> aggregate_train ->
+configure_evaluate -> send -> aggregate_evaluate -> evaluate_fn. The hooks below fill
+those steps with what the simulator does: sample clients, broadcast Q(w̄) in wire
+format, decode and check each reply (a malformed or missing one is rejected and logged,
+the round goes on), aggregate in float32 and step the moving average or server
+optimizer (``engine.Server``, imported, not copied), then evaluate on the server's
+test set and record the round in the ``lpfl run`` results schema. The ArrayRecords
+Flower passes around carry the float32 global model for Flower's own bookkeeping;
+what travels to the nodes is always lpfl's wire bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from ..config import RunConfig
+from ..engine import ClientReply, Recorder, Rejection, Server, setup
+from . import protocol, replies, settings
+from .evaluation import evaluation_messages, weighted
+from .settings import FlowerSettings
+
+log = logging.getLogger(__name__)
+
+Evaluate = Callable[[int], tuple[float, float] | None]  # round -> (accuracy, loss) or skipped
+
+
+class LowPrecisionStrategy(Strategy):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        server: Server,
+        recorder: Recorder,
+        evaluate: Evaluate,
+        flower: FlowerSettings,
+    ) -> None:
+        self.cfg, self.server, self.recorder = cfg, server, recorder
+        self.evaluate, self.flower = evaluate, flower
+        self.rng = np.random.default_rng(cfg.seed)  # client sampling, as in the simulator
+        self._sent: list[Message] = []
+        self._broadcast = b""
+        self._uploads: list[ClientReply] = []
+        self._rejected: list[Rejection] = []
+        self._on_clients: tuple[float, float] | None = None
+        self._tic = 0.0
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Sample among the nodes still connected; all get the same broadcast bytes."""
+        self._tic = time.perf_counter()
+        nodes = sorted(grid.get_node_ids())
+        k = min(self.cfg.clients_per_round, len(nodes))
+        sampled = [nodes[i] for i in sorted(self.rng.choice(len(nodes), k, replace=False))]
+        self._broadcast = self.server.broadcast()
+        content = RecordDict(
+            {
+                protocol.MODEL_KEY: protocol.to_record(self._broadcast),
+                protocol.CONFIG_KEY: settings.to_record(self.cfg, server_round),
+            }
+        )
+        # The Grid gives these very objects their ids when it sends them.
+        train = MessageType.TRAIN
+        self._sent = [Message(content, dst_node_id=n, message_type=train) for n in sampled]
+        return self._sent
+
+    def aggregate_train(
+        self, server_round: int, replies_: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        uploads, dropped = replies.collect(
+            server_round, self._sent, replies_, self.flower.round_timeout
+        )
+        self._uploads = uploads
+        self._rejected = dropped + self.server.update(server_round, uploads)
+        for r in self._rejected:
+            self.recorder.reject(server_round, r.client, r.reason)
+        metrics = MetricRecord({"uploads": len(uploads), "rejected": len(self._rejected)})
+        return ArrayRecord(torch_state_dict=self.server.model), metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Client-side evaluation only every ``client-eval-every`` rounds (0: never)."""
+        self._on_clients = None
+        every = self.flower.client_eval_every
+        if not every or server_round % every:
+            return []
+        return evaluation_messages(grid, self.server.model, self.cfg, server_round)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies_: Iterable[Message]
+    ) -> MetricRecord | None:
+        answers = list(replies_)
+        if not answers:
+            return None
+        self._on_clients = weighted(answers, server_round)
+        if self._on_clients is None:
+            return None
+        return MetricRecord({"accuracy": self._on_clients[0], "loss": self._on_clients[1]})
+
+    def evaluate_fn(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """The round's last step: server-side test evaluation, then the round's record."""
+        if server_round == 0:  # Flower asks about the initial model too; the simulator does not
+            return None
+        evaluated = self.evaluate(server_round)
+        metrics = setup.round_metrics(
+            server_round, evaluated, time.perf_counter() - self._tic, len(self._sent),
+            self._uploads, len(self._rejected), self._broadcast, on_clients=self._on_clients,
+        )  # fmt: skip
+        self.recorder.record(metrics)
+        if evaluated is None:
+            return None
+        return MetricRecord({"accuracy": evaluated[0], "loss": evaluated[1]})
+
+    def summary(self) -> None:
+        log.info(
+            "lpfl low-precision strategy: %s, %d bits, moving average %g, %d of %d clients",
+            self.cfg.algorithm, self.cfg.bits, self.cfg.moving_average,
+            self.cfg.clients_per_round, self.cfg.clients,
+        )  # fmt: skip
