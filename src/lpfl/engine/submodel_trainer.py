@@ -13,6 +13,7 @@ with that base.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -37,24 +38,24 @@ class SubModelTrainer:
         persist: bool = True,
     ) -> None:
         self.algorithm = algorithm
-        self.policy = policy
         self.optimizer = optimizer
-        self.normalize = normalize
-        self.local_epochs = local_epochs
-        self.batch_size = batch_size
-        self.generator = generator
         self.device = device
         self.persist = persist
+        # Every architecture's worker trains like the sequential engine; optimizer state is
+        # kept here, per global tensor, so the workers themselves keep none.
+        self._new_trainer = partial(
+            LocalTrainer, policy=policy, algorithm=algorithm, optimizer=optimizer,
+            normalize=normalize, local_epochs=local_epochs, batch_size=batch_size,
+            generator=generator, persist=False,
+        )  # fmt: skip
         self.trainers: dict[Hashable, LocalTrainer] = {}  # one worker model per architecture
         self.saved: dict[tuple[int, str], dict] = {}  # (client, global tensor) -> optimizer state
 
     def _trainer(self, arch: Hashable) -> LocalTrainer:
         if arch not in self.trainers:
-            model = self.algorithm.client_model(arch).to(self.device)
-            self.trainers[arch] = LocalTrainer(
-                model, self.policy, self.algorithm, self.optimizer, self.normalize,
-                self.local_epochs, self.batch_size, self.generator, persist=False,
-            )  # fmt: skip
+            self.trainers[arch] = self._new_trainer(
+                self.algorithm.client_model(arch).to(self.device)
+            )
         return self.trainers[arch]
 
     def train_round(
