@@ -54,25 +54,19 @@ def _raise_non_finite(x: Tensor) -> None:
     raise NonFiniteError(f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf")
 
 
-def _rows(x: Tensor, block: str, batch_dims: int) -> Tensor:
-    """x viewed as (blocks, elements per block): every rounding block is one row.
+def _rows(x: Tensor, block: str, batch_dims: int) -> tuple[Tensor, tuple[int, ...]]:
+    """x viewed as (blocks, elements per block), and the shape of one value per block.
 
-    Blocks are always trailing dimensions, so this is a plain reshape; one block per
-    element (BC on a 2-D weight) is one column. One 2-D layout for every tensor also
-    lets the fused kernel compile once instead of once per shape.
+    Every rounding block is one row: blocks are always trailing dimensions, so this is
+    a plain reshape; one block per element (BC on a 2-D weight) is one column. One 2-D
+    layout for every tensor also lets the fused kernel compile once instead of once per
+    shape. The block shape broadcasts per-block values (exponents, steps) over x.
     """
     dims = block_dims(x.ndim, block, batch_dims)
     if not dims:
-        return x.reshape(-1, 1)
-    return x.reshape(math.prod(x.shape[: dims[0]]), -1)
-
-
-def _block_shape(x: Tensor, block: str, batch_dims: int) -> tuple[int, ...]:
-    """The shape of one value per block, broadcastable over x."""
-    dims = block_dims(x.ndim, block, batch_dims)
-    if not dims:
-        return tuple(x.shape)
-    return tuple(x.shape[: dims[0]]) + (1,) * len(dims)
+        return x.reshape(-1, 1), tuple(x.shape)
+    lead = x.shape[: dims[0]]
+    return x.reshape(math.prod(lead), -1), tuple(lead) + (1,) * len(dims)
 
 
 def _pow2_normal(e: Tensor) -> Tensor:
@@ -95,34 +89,42 @@ def pow2(exponent: Tensor) -> Tensor:
     return _pow2_normal(normal) * _pow2_normal(e - normal)
 
 
-def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(integer-valued float mantissas, int32 exponents, steps, max |x|) per row of a row view.
+def _row_exponents(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """(``floor(log2 max|x|)`` as int32, max |x|) per row of a row view.
 
-    The exponent is ``floor(log2 max|x|)`` per row. A negative extreme counts one ulp
-    smaller, which only changes the exponent when the largest magnitude is exactly
-    -2^k: the mantissa range [-2^(W-1), 2^(W-1)-1] holds that value at exponent k-1.
-    Without it, quantizing a block that holds the mantissa -2^(W-1) again would raise
-    its exponent and halve its resolution: Q would not be idempotent, and sending
-    trained weights over the wire would change them. ``frexp`` gives exponents exactly
-    (float log2 can be off by one just below a power of two); an all-zero block gets
-    the smallest exponent, so it stays zero. ``noise`` (U[0,1), or None for
-    round-to-nearest) is drawn by the caller, so this function is pure and fusable.
-
-    The scaling multiplies by two exact powers of two instead of dividing by the
-    step: compiled kernels may replace a division by a reciprocal multiply, and the
-    reciprocal of the smallest steps (2^134) does not exist in float32.
+    A negative extreme counts one ulp smaller, which only changes the exponent when
+    the largest magnitude is exactly -2^k: the mantissa range [-2^(W-1), 2^(W-1)-1]
+    holds that value at exponent k-1. Without it, quantizing a block that holds the
+    mantissa -2^(W-1) again would raise its exponent and halve its resolution: Q would
+    not be idempotent, and sending trained weights over the wire would change them.
+    ``frexp`` gives exponents exactly (float log2 can be off by one just below a power
+    of two); an all-zero block gets the smallest exponent, so it stays zero. The max
+    is NaN or Inf exactly when the row holds one, which callers may check.
     """
     lo, hi = torch.aminmax(rows, dim=1, keepdim=True)
     neg = -lo
     a = torch.maximum(hi, torch.nextafter(neg, torch.zeros_like(neg)))
     e = torch.frexp(a)[1] - 1
-    e = torch.where(a > 0, e, EXP_MIN).clamp(EXP_MIN, EXP_MAX)
+    return torch.where(a > 0, e, EXP_MIN).clamp(EXP_MIN, EXP_MAX), torch.maximum(hi, neg)
+
+
+def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(integer-valued float mantissas, int32 exponents, steps, max |x|) per row of a row view.
+
+    ``noise`` (U[0,1), or None for round-to-nearest) is drawn by the caller, so this
+    function is pure and fusable.
+
+    The scaling multiplies by two exact powers of two instead of dividing by the
+    step: compiled kernels may replace a division by a reciprocal multiply, and the
+    reciprocal of the smallest steps (2^134) does not exist in float32.
+    """
+    e, peak = _row_exponents(rows)
     k = (bits - 2) - e  # mantissa = x * 2^k, split in two normal factors
     half = torch.div(k, 2, rounding_mode="floor")
     scaled = rows * pow2(half) * pow2(k - half)
     m = scaled.round() if noise is None else (scaled + noise).floor()
     limit = 2.0 ** (bits - 1)
-    return m.clamp(-limit, limit - 1), e, pow2(-k), torch.maximum(hi, neg)
+    return m.clamp(-limit, limit - 1), e, pow2(-k), peak
 
 
 def _fake_quantize(
@@ -177,10 +179,9 @@ def fused_enabled() -> bool:
 
 
 def block_exponents(x: Tensor, block: str) -> Tensor:
-    """Shared exponent per block as int32, shaped to broadcast over x (see ``_parts``)."""
-    x = x.detach().float()
-    e = _parts(_rows(x, block, 0), None, 8)[1]
-    return e.reshape(_block_shape(x, block, 0))
+    """Shared exponent per block as int32, shaped to broadcast over x (see ``_row_exponents``)."""
+    rows, block_shape = _rows(x.detach().float(), block, 0)
+    return _row_exponents(rows)[0].reshape(block_shape)
 
 
 def _uniform_like(m: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -224,10 +225,9 @@ def block_quantize(
     """
     if check_bits(bits) == 32:
         return x
-    x32 = x.detach().float()
-    rows = _rows(x32, block, batch_dims)
+    rows, block_shape = _rows(x.detach().float(), block, batch_dims)
     noise = _noise(rows, rounding, generator)
-    args = (rows, noise, bits, x.shape, _block_shape(x, block, batch_dims))
+    args = (rows, noise, bits, x.shape, block_shape)
     out, peak = _fused_quantize(*args) if _fused["on"] else _fake_quantize(*args)
     if check and not bool((peak < math.inf).all()):  # False for NaN and Inf
         _raise_non_finite(x)
@@ -263,10 +263,10 @@ def block_decompose(
     if check_bits(bits) == 32:
         raise ValueError("full precision (bits=32) has no block floating point representation")
     x = x.detach().float()
-    rows = _rows(x, block, 0)
+    rows, block_shape = _rows(x, block, 0)
     m, e, _, peak = _parts(rows, _noise(rows, rounding, generator), bits)
     if not bool((peak < math.inf).all()):
         _raise_non_finite(x)
-    m, e = m.reshape(x.shape), e.reshape(_block_shape(x, block, 0))
+    m, e = m.reshape(x.shape), e.reshape(block_shape)
     int_dtype = torch.int8 if bits <= 8 else torch.int16
     return BlockQuantized(m.to(int_dtype), e.to(torch.int8), bits, block)
