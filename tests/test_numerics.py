@@ -80,9 +80,13 @@ def test_tf32_only_where_exact_and_on_cuda():
     assert numerics.tf32_wanted(make_config(bits=32, tf32="on"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8, tf32="off"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8), cpu)
-    assert numerics.fused_wanted(make_config(), cuda)
-    assert not numerics.fused_wanted(make_config(), cpu)
-    assert numerics.fused_wanted(make_config(fused_quant="on"), cpu)
+    assert numerics.fused_wanted(make_config(rounds=5), cuda)
+    assert not numerics.fused_wanted(make_config(rounds=5, fused_quant="off"), cuda)
+    # On the CPU only a long low-bit run repays the compile.
+    assert not numerics.fused_wanted(make_config(rounds=99, bits=8), cpu)
+    assert numerics.fused_wanted(make_config(rounds=100, bits=8), cpu)
+    assert not numerics.fused_wanted(make_config(rounds=100, bits=32), cpu)
+    assert numerics.fused_wanted(make_config(rounds=5, fused_quant="on"), cpu)
 
 
 def test_tensor_cores_switch_is_restored():

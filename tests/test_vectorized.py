@@ -10,7 +10,7 @@ import torch
 from lpfl.algorithms import ClientUpdate, FedAvg
 from lpfl.data import DATASETS, load_dataset, normalize
 from lpfl.engine import ClientData, LocalTrainer, OptimizerSpec, Rejection, VectorizedTrainer
-from lpfl.engine.stacked_optim import StackedAdam, StackedSGD
+from lpfl.engine.stacked_optim import StackedAdam, StackedSGD, build_stacked_optimizer
 from lpfl.models import build_model
 from lpfl.quant import PrecisionPolicy
 
@@ -83,7 +83,7 @@ def test_persistent_optimizer_state_and_sgd_match_sequential():
 def test_inactive_clients_keep_weights_and_optimizer_state():
     params = {"w": torch.ones(3, 2)}
     grads = {"w": torch.full((3, 2), 0.5)}
-    active = torch.tensor([True, False, True])
+    active = [0, 2]  # client 1 has no batch this step
     for opt in (StackedAdam(0.1), StackedSGD(0.1, 0.9)):
         state = opt.init_state(params)
         p = {"w": params["w"].clone()}
@@ -94,7 +94,31 @@ def test_inactive_clients_keep_weights_and_optimizer_state():
     adam = StackedAdam(0.1)
     state = adam.init_state(params)
     adam.step({"w": params["w"].clone()}, grads, state, active)
-    assert state["step"].tolist() == [1, 0, 1]
+    assert state["step.w"].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("optimizer", [OptimizerSpec(), SGD])
+def test_stacked_step_is_torch_optimizers_step_per_client(optimizer):
+    """Three steps with different clients active equal each client's own torch optimizer."""
+    gen = torch.Generator().manual_seed(3)
+    start = {"w": torch.randn(3, 4, 5, generator=gen), "b": torch.randn(3, 5, generator=gen)}
+    grads = [{k: torch.randn(v.shape, generator=gen) for k, v in start.items()} for _ in range(3)]
+    schedule = [[0, 1, 2], [0, 2], [2]]
+    stacked = build_stacked_optimizer(optimizer.name, optimizer.lr, optimizer.momentum)
+    params = {k: v.clone() for k, v in start.items()}
+    state = stacked.init_state(params)
+    for g, active in zip(grads, schedule, strict=True):
+        stacked.step(params, g, state, active)
+    for j in range(3):
+        own = [start[k][j].clone() for k in start]
+        opt = optimizer.build(own)
+        for g, active in zip(grads, schedule, strict=True):
+            if j in active:
+                for p, k in zip(own, start, strict=True):
+                    p.grad = g[k][j].clone()
+                opt.step()
+        for p, k in zip(own, start, strict=True):
+            assert torch.equal(p, params[k][j]), (optimizer.name, j, k)
 
 
 def test_a_client_that_blows_up_is_rejected_alone():

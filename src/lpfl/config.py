@@ -148,7 +148,9 @@ class RunConfig:
         ("vectorized", "sequential"),
     )
     fused_quant: str = _opt(
-        "auto", "round through one compiled kernel (auto: on CUDA)", ("auto", "on", "off")
+        "auto",
+        "round through one compiled kernel (auto: on CUDA, and on CPU for 100+ rounds)",
+        ("auto", "on", "off"),
     )
     tf32: str = _opt(
         "auto",

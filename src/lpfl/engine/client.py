@@ -20,6 +20,7 @@ from ..algorithms import Algorithm, ClientUpdate, State
 from ..models import head_forward, num_classes
 from ..quant import NonFiniteError, PrecisionPolicy
 from .messages import ClientData, DivergenceError, Rejection
+from .stacked_optim import fused_available
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,14 @@ class OptimizerSpec:
     lr: float = 1e-3
     momentum: float = 0.0
 
-    def build(self, params: Any) -> torch.optim.Optimizer:
+    def build(self, params: list[Tensor]) -> torch.optim.Optimizer:
+        """The torch optimizer, fused where the device has the kernel: the same update the
+        vectorized engine applies to its stacked clients, and a single kernel per step."""
+        fused = fused_available(params[0].device)
         if self.name == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
+            return torch.optim.Adam(params, lr=self.lr, fused=fused)
         if self.name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, fused=fused)
         raise ValueError(f"unknown optimizer {self.name!r}")
 
 

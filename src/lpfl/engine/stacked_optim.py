@@ -1,28 +1,49 @@
 """Adam and SGD for parameters stacked along a leading client dimension.
 
-Each client's slice follows exactly the update of ``torch.optim.Adam``/``SGD``, but a
-client marked inactive (it has no batch left this step) keeps its weights and its
-optimizer state untouched, Adam's step count included.
+Each client's slice is stepped by torch's own functional optimizer (``torch.optim.adam.adam``
+and ``torch.optim.sgd.sgd``), fused where the device has the kernel, so it follows exactly
+the update the sequential engine's ``torch.optim.Adam``/``SGD`` makes, and one call
+steps every slice of every parameter. Only the clients that took a batch this step are
+passed in: the others keep their weights and optimizer state untouched, Adam's step
+count included, without any masking arithmetic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import torch
 from torch import Tensor
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 Stacked = dict[str, Tensor]
 
 
-def per_client(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.view(-1, *([1] * (like.ndim - 1)))
+def fused_available(device: torch.device) -> bool:
+    """Whether torch has fused (one kernel for all tensors) optimizer steps on this device."""
+    return device.type in ("cpu", "cuda")
+
+
+def slices(tensors: Iterable[Tensor], clients: Sequence[int]) -> list[Tensor]:
+    """The given clients' slices of each stacked tensor, as views, tensor by tensor."""
+    out: list[Tensor] = []
+    for t in tensors:
+        per_client = t.unbind(0)
+        out.extend(per_client[j] for j in clients)
+    return out
 
 
 class StackedOptimizer(Protocol):
     def init_state(self, params: Stacked) -> Stacked: ...
 
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Tensor) -> None: ...
+    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
+        """Update the slices of the clients in ``active`` (indices along dim 0) in place."""
+
+
+def _device(params: Stacked) -> torch.device:
+    return next(iter(params.values())).device
 
 
 class StackedAdam:
@@ -30,30 +51,27 @@ class StackedAdam:
         self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
 
     def init_state(self, params: Stacked) -> Stacked:
-        k = next(iter(params.values())).shape[0]
-        device = next(iter(params.values())).device
-        # float64 step and bias factors, as torch.optim.Adam computes them in Python floats
-        state = {"step": torch.zeros(k, dtype=torch.float64, device=device)}
+        state = {}
         for name, p in params.items():
+            # One step count per parameter and client, float32, as torch.optim.Adam keeps it.
+            state[f"step.{name}"] = torch.zeros(p.shape[0], device=p.device)
             state[f"exp_avg.{name}"] = torch.zeros_like(p)
             state[f"exp_avg_sq.{name}"] = torch.zeros_like(p)
         return state
 
-    @torch.no_grad()
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Tensor) -> None:
-        state["step"] += active.to(state["step"].dtype)
-        step = state["step"]
-        # Inactive clients may have step 0 here; their (inf) factors are never selected.
-        step_size = (self.lr / (1 - self.beta1**step)).float()
-        bias2_sqrt = (1 - self.beta2**step).sqrt().float()
-        for name, p in params.items():
-            g, m, v = grads[name], state[f"exp_avg.{name}"], state[f"exp_avg_sq.{name}"]
-            on = per_client(active, p)
-            m.copy_(torch.where(on, torch.lerp(m, g, 1 - self.beta1), m))
-            v.copy_(torch.where(on, v * self.beta2 + g * g * (1 - self.beta2), v))
-            denom = v.sqrt() / per_client(bias2_sqrt, p) + self.eps
-            update = m / denom * per_client(step_size, p)
-            p.copy_(torch.where(on, p - update, p))
+    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
+        names = list(params)
+        adam(
+            slices(params.values(), active),
+            slices((grads[n] for n in names), active),
+            slices((state[f"exp_avg.{n}"] for n in names), active),
+            slices((state[f"exp_avg_sq.{n}"] for n in names), active),
+            [],
+            slices((state[f"step.{n}"] for n in names), active),
+            fused=fused_available(_device(params)),
+            amsgrad=False, beta1=self.beta1, beta2=self.beta2, lr=self.lr,
+            weight_decay=0.0, eps=self.eps, maximize=False,
+        )  # fmt: skip
 
 
 class StackedSGD:
@@ -63,17 +81,21 @@ class StackedSGD:
     def init_state(self, params: Stacked) -> Stacked:
         if not self.momentum:
             return {}
+        # A zero buffer's first update, 0 * momentum + g, is exactly torch's first buffer g.
         return {f"momentum.{name}": torch.zeros_like(p) for name, p in params.items()}
 
-    @torch.no_grad()
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Tensor) -> None:
-        for name, p in params.items():
-            g, on = grads[name], per_client(active, p)
-            if self.momentum:
-                buf = state[f"momentum.{name}"]
-                buf.copy_(torch.where(on, buf * self.momentum + g, buf))
-                g = buf
-            p.copy_(torch.where(on, p - self.lr * g, p))
+    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
+        names = list(params)
+        p = slices(params.values(), active)
+        buffers = slices((state[f"momentum.{n}"] for n in names), active) if self.momentum else None
+        sgd(
+            p,
+            slices((grads[n] for n in names), active),
+            buffers or [None] * len(p),  # type: ignore[arg-type]
+            fused=fused_available(_device(params)),
+            weight_decay=0.0, momentum=self.momentum, lr=self.lr, dampening=0.0,
+            nesterov=False, maximize=False,
+        )  # fmt: skip
 
 
 def build_stacked_optimizer(name: str, lr: float, momentum: float = 0.0) -> StackedOptimizer:

@@ -77,24 +77,30 @@ class VectorizedTrainer(ClientTrainer):
         counts = torch.stack([self.label_counts(d) for d in data])
         loss_sum = torch.zeros(k, dtype=torch.float64, device=y_all.device)
         failed = torch.zeros(k, dtype=torch.bool, device=y_all.device)
+        steps = [math.ceil(n / self.batch_size) for n in sizes]
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
-            for idx, w in zip(index, weight, strict=True):  # one step: a batch per client
+            for s, (idx, w) in enumerate(zip(index, weight, strict=True)):  # a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
                 y = y_all[idx]
                 drawn = self.algorithm.draw(y, counts, self.generator)
                 grads, (_, losses) = self._grad(params, x, y, w, drawn)
-                # A client whose loss turns NaN/Inf stops training and is rejected. A NaN
-                # cannot reach other clients: every rounding block and optimizer update
-                # stays inside one client's slice, and _results rejects any client whose
-                # weights are not finite at the end.
+                # A client whose loss turns NaN/Inf is rejected at the end, and its optimizer
+                # state is not kept. Its NaN cannot reach other clients: every rounding block
+                # and optimizer update stays inside one client's slice. Letting it train on
+                # spares every step a masked update, and the GPU a wait on the host.
                 failed |= ~losses.isfinite()
-                active = (w.sum(1) > 0) & ~failed
                 self._round(grads, self.policy.grad)
-                self.stacked_optimizer.step(params, grads, state, active)
+                self.stacked_optimizer.step(params, grads, state, self._active(steps, s))
                 self._round(params, self.policy.weight)
                 loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
-        self._save_state(sampled, state)
-        return self._results(sampled, params, loss_sum / self.local_epochs, failed, counts, start)
+        ok = _all_finite(params) & ~failed
+        self._save_state(sampled, state, ok)
+        return self._results(sampled, params, loss_sum / self.local_epochs, ok, counts, start)
+
+    @staticmethod
+    def _active(steps: list[int], s: int) -> list[int]:
+        """The clients with a batch at step s of an epoch (the others ran out of data)."""
+        return [j for j, n in enumerate(steps) if s < n]
 
     def _schedule(self, sizes: list[int], device: torch.device) -> list[tuple[Tensor, Tensor]]:
         """For each epoch: sample indices (steps, K, batch) into the concatenated data, and
@@ -143,21 +149,21 @@ class VectorizedTrainer(ClientTrainer):
                 fresh[key][j] = value
         return fresh
 
-    def _save_state(self, sampled: list[int], state: Stacked) -> None:
+    def _save_state(self, sampled: list[int], state: Stacked, ok: Tensor) -> None:
+        """Keep each client's optimizer state; a rejected client keeps its previous one."""
         if self.persist:
-            for j, client in enumerate(sampled):
-                self.saved[client] = {key: value[j].clone() for key, value in state.items()}
+            for j in ok.nonzero().flatten().tolist():
+                self.saved[sampled[j]] = {key: value[j].clone() for key, value in state.items()}
 
     @staticmethod
     def _results(
         sampled: list[int],
         params: Stacked,
         loss_sum: Tensor,
-        failed: Tensor,
+        ok: Tensor,
         counts: Tensor,
         start: State,
     ) -> list[ClientUpdate | Rejection]:
-        ok = _all_finite(params) & ~failed
         results: list[ClientUpdate | Rejection] = []
         for j, client in enumerate(sampled):
             label_counts = tuple(counts[j].tolist())
