@@ -46,6 +46,13 @@ def _device(params: Stacked) -> torch.device:
     return next(iter(params.values())).device
 
 
+def _grads(grads: Stacked, names: list[str]) -> Iterable[Tensor]:
+    """Gradients in memory order. torch's fused CPU kernels read a tensor's memory in
+    order and ignore its strides, so a transposed gradient (autograd returns batched
+    matmul weight gradients that way) would be applied to the wrong elements."""
+    return (grads[n].contiguous() for n in names)
+
+
 class StackedAdam:
     def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
@@ -63,7 +70,7 @@ class StackedAdam:
         names = list(params)
         adam(
             slices(params.values(), active),
-            slices((grads[n] for n in names), active),
+            slices(_grads(grads, names), active),
             slices((state[f"exp_avg.{n}"] for n in names), active),
             slices((state[f"exp_avg_sq.{n}"] for n in names), active),
             [],
@@ -90,7 +97,7 @@ class StackedSGD:
         buffers = slices((state[f"momentum.{n}"] for n in names), active) if self.momentum else None
         sgd(
             p,
-            slices((grads[n] for n in names), active),
+            slices(_grads(grads, names), active),
             buffers or [None] * len(p),  # type: ignore[arg-type]
             fused=fused_available(_device(params)),
             weight_decay=0.0, momentum=self.momentum, lr=self.lr, dampening=0.0,

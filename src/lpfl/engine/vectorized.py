@@ -1,13 +1,14 @@
 """The vectorized engine: all sampled clients of a round train together, in one batched step.
 
 Parameters and optimizer state of the K sampled clients are stacked along a leading
-client dimension; ``torch.func.vmap`` runs forward and backward for all of them at
-once, with the same per-client rounding as the sequential engine (activations and
-errors rounded per client, weights and gradients per client block).
+client dimension; ``torch.func.vmap`` maps one client's forward over all of them and
+a single backward pass gives every client's gradient, with the same per-client
+rounding as the sequential engine (activations and errors rounded per client,
+weights and gradients per client block).
 
 Clients hold different amounts of data. Every step takes one batch from each client;
-a client that has run out of batches is padded and marked inactive, so neither its
-weights nor its optimizer state change. Padding repeats real samples of the same
+a client that has run out of batches is padded and left out of the optimizer step,
+so neither its weights nor its optimizer state change. Padding repeats real samples of the same
 batch, which leaves each client's per-tensor activation maxima, and so its rounding,
 exactly as in the sequential engine; padded samples carry zero loss weight.
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
 from ..algorithms import ClientUpdate, Inputs, State
 from ..models import head_forward
@@ -61,7 +62,24 @@ class VectorizedTrainer(ClientTrainer):
                 total = total if term is None else total + term
             return total, task
 
-        self._grad = vmap(grad_and_value(loss, has_aux=True), randomness="different")
+        self._losses = vmap(loss, randomness="different")
+
+    def _grad(
+        self, params: Stacked, x: Tensor, y: Tensor, weight: Tensor, drawn: Inputs
+    ) -> tuple[Stacked, tuple[Tensor, Tensor]]:
+        """Per-client gradients and losses (total, task).
+
+        Clients share no parameter, so the gradient of the summed loss with respect to a
+        client's slice is that client's own gradient: one plain backward pass through the
+        mapped forward gives them all, with the rounding points' backward as ordinary
+        autograd nodes (cheaper than mapping a gradient transform). Gradients come back
+        contiguous, so rounding and the fused optimizer read them in memory order.
+        """
+        leaves = {n: p.detach().requires_grad_() for n, p in params.items()}
+        total, task = self._losses(leaves, x, y, weight, drawn)
+        grads = torch.autograd.grad(total.sum(), list(leaves.values()))
+        contiguous = {n: g.contiguous() for n, g in zip(leaves, grads, strict=True)}
+        return contiguous, (total.detach(), task.detach())
 
     def train_round(
         self, sampled: list[int], start: State, data: list[ClientData]

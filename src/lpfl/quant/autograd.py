@@ -25,35 +25,13 @@ def quantize(
     return block_quantize(x, fmt.bits, fmt.block, fmt.rounding, generator, batch_dims, check)
 
 
-class _Round(torch.autograd.Function):
-    """Rounding as one operation that ``vmap`` sees whole.
-
-    Under ``vmap`` (the vectorized engine) its rule rounds the whole stack of clients
-    in one call, each client with its own blocks, instead of tracing the rounding op
-    by op; a client's NaN stays in its slice, and that client is dropped later.
-    """
-
-    @staticmethod
-    def forward(x, fmt: BlockFormat, generator):  # type: ignore[override]
-        return quantize(x, fmt, generator)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[override]
-        pass
-
-    @staticmethod
-    def vmap(info, in_dims, x, fmt, generator):  # type: ignore[override]
-        stacked = x.movedim(in_dims[0], 0)
-        return quantize(stacked, fmt, generator, batch_dims=1, check=False), 0
-
-
 class _RoundForwardAndBackward(torch.autograd.Function):
-    """Activation rounding forward, error rounding backward.
+    """Activation rounding forward, error rounding backward, for one client.
 
-    ``setup_context`` and an explicit vmap rule let torch.func (grad, vmap) see through
-    it, which the vectorized engine needs to train many clients in one batched step;
-    the rule rounds the whole stack at once, like ``_Round``'s. (A generated rule would
-    do the same work but costs about a millisecond of Python per call.)
+    Under ``vmap`` (the vectorized engine maps a client's forward over the stacked
+    clients) its rule hands the whole stack to ``_RoundStacked`` instead of letting
+    vmap trace the rounding op by op: one call rounds every client with its own
+    blocks, and a client's NaN stays in its slice (that client is dropped later).
     """
 
     @staticmethod
@@ -66,11 +44,29 @@ class _RoundForwardAndBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        return _Round.apply(grad_out, ctx.err, ctx.generator), None, None, None
+        return quantize(grad_out, ctx.err, ctx.generator), None, None, None
 
     @staticmethod
     def vmap(info, in_dims, x, act, err, generator):  # type: ignore[override]
-        return _Round.vmap(info, in_dims[:1], x, act, generator)
+        return _RoundStacked.apply(x.movedim(in_dims[0], 0), act, err, generator), 0
+
+
+class _RoundStacked(torch.autograd.Function):
+    """The rounding point on a stack of clients (dim 0), each with its own blocks.
+
+    An ordinary autograd node: the vectorized engine differentiates the mapped forward
+    with one plain backward pass, which calls this backward on the stacked errors.
+    """
+
+    @staticmethod
+    def forward(ctx, x, act: BlockFormat, err: BlockFormat, generator):  # type: ignore[override]
+        ctx.err, ctx.generator = err, generator
+        return quantize(x, act, generator, batch_dims=1, check=False)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        err = quantize(grad_out, ctx.err, ctx.generator, batch_dims=1, check=False)
+        return err, None, None, None
 
 
 class ActQuant(nn.Module):
