@@ -12,6 +12,7 @@ import pytest
 
 from lpfl import cli
 from lpfl.report import PAPER_TABLE1
+from lpfl.report.paper import PAPER_METHODS
 from lpfl.sweep import load_spec, run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -148,3 +149,40 @@ def test_act_rounded_evaluation_is_reported_beside_the_fp32_one(runs, tmp_path):
         cells = {(r["row"], r["dataset"]): r for r in csv.DictReader(fh)}
     assert float(cells["8b avg", "digits"]["quantized_eval_mean"]) == pytest.approx(41.0)
     assert cells["32b no", "digits"]["quantized_eval_mean"] == ""
+
+
+def test_methods_table_pairs_each_method_with_the_paper(runs, tmp_path):
+    """Relabelled copies of the tiny runs stand in for FedProx runs on FMNIST."""
+    work = tmp_path / "runs"
+    for i, path in enumerate(sorted(runs.glob("*/results.json"))):
+        data = json.loads(path.read_text())
+        data["config"] |= {"algorithm": "fedprox", "dataset": "fmnist", "alpha": 0.01}
+        (work / f"r{i}").mkdir(parents=True)
+        (work / f"r{i}" / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(work), "--out", str(out)]) == 0
+    table = _table(out / "methods.md")
+    for row, bits, ma, paper in (
+        ("FedProx 8b avg", 8, 0.9, 83.0),
+        ("FedProx 32b no", 32, 0.0, 81.1),
+    ):
+        accs = _expected(work, bits, ma)
+        mean, std = statistics.mean(accs), statistics.stdev(accs)
+        cell = table[row]["fmnist α=0.01"]
+        assert cell.startswith(f"{mean:.1f} ± {std:.1f} (n=3)") and f"paper {paper:g}" in cell
+        assert f"Δ {mean - paper:+.1f}" in cell
+    assert table["FedAvg 8b avg"]["fmnist α=0.01"].startswith("—")  # no FedAvg run here
+    assert "paper 80.1" in table["FedAvg 8b avg"]["fmnist α=0.01"]  # Table 1's value
+
+
+def test_paper_methods_table_has_every_value_of_the_notes():
+    assert len(PAPER_METHODS) == 12 and all(len(row) == 8 for row in PAPER_METHODS.values())
+    assert PAPER_METHODS["fmnist", 0.01]["abavg", 8, True] == 80.7
+    assert PAPER_METHODS["cinic10", 0.01]["abavg", 32, False] == 26.4
+    assert PAPER_METHODS["cifar10", 0.04]["fedprox", 8, True] == 63.2
+    assert PAPER_METHODS["cifar100", 0.16]["fedftg", 32, False] == 41.6
+
+
+def test_methods_table_is_left_out_without_other_methods(runs, tmp_path):
+    assert cli.main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+    assert not (tmp_path / "rep" / "methods.md").exists()

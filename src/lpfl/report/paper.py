@@ -1,4 +1,4 @@
-"""The paper's Table 1 (FedAvg, ConvNet), so every report can show how far a run lands from it.
+"""The paper's Table 1 (FedAvg) and other-methods table (ConvNet), to show every cell's distance.
 
 Copied from the paper's table as transcribed in the project notes: test accuracy in %,
 mean ± std over the last 5 rounds. The rows are kept as text in the paper's own
@@ -41,3 +41,40 @@ def paper_value(dataset: str, alpha: float, bits: int, averaging: bool) -> float
     """The paper's mean accuracy (%) for this cell, or None where the paper has no number."""
     cell = PAPER_TABLE1.get((dataset, alpha), {}).get((bits, averaging))
     return cell[0] if cell else None
+
+
+# The other-methods table: "8-bit with average / 32-bit without", per method, in the
+# notes' column order.
+METHODS = ("abavg", "fedprox", "fedgen", "fedftg")
+_METHOD_ROWS = {
+    ("fmnist", 0.01): "80.7/78.4 83.0/81.1 79.9/80.2 82.0/80.6",
+    ("cifar10", 0.01): "51.1/44.5 51.4/45.1 45.5/43.1 52.8/46.1",
+    ("cinic10", 0.01): "41.4/26.4 42.2/32.2 34.7/30.0 39.6/32.4",
+    ("cifar100", 0.01): "22.4/16.0 18.2/16.8 20.1/15.6 22.9/15.9",
+    ("fmnist", 0.04): "88.4/83.5 86.5/86.3 86.2/83.7 87.7/84.6",
+    ("cifar10", 0.04): "55.8/56.1 63.2/57.0 60.5/54.1 59.1/58.9",
+    ("cinic10", 0.04): "50.9/42.1 48.4/46.0 47.4/45.3 51.2/47.3",
+    ("cifar100", 0.04): "34.3/27.3 35.5/29.3 32.9/29.8 35.8/28.3",
+    ("fmnist", 0.16): "90.2/90.3 88.8/89.1 91.1/90.3 90.9/90.7",
+    ("cifar10", 0.16): "72.3/71.3 71.9/72.5 74.0/72.4 73.7/73.8",
+    ("cinic10", 0.16): "58.2/58.1 57.6/58.0 58.4/57.3 58.7/57.9",
+    ("cifar100", 0.16): "42.5/39.9 43.7/43.2 43.2/40.7 42.9/41.6",
+}
+# PAPER_METHODS[(dataset, alpha)][(method, bits, averaging)] = mean %
+PAPER_METHODS = {
+    key: {
+        (method, *variant): float(value)
+        for method, pair in zip(METHODS, row.split(), strict=True)
+        for variant, value in zip(((8, True), (32, False)), pair.split("/"), strict=True)
+    }
+    for key, row in _METHOD_ROWS.items()
+}
+
+
+def paper_method_value(
+    method: str, dataset: str, alpha: float, bits: int, averaging: bool
+) -> float | None:
+    """The paper's mean accuracy (%) for a method's cell (FedAvg's from Table 1), or None."""
+    if method == "fedavg":
+        return paper_value(dataset, alpha, bits, averaging)
+    return PAPER_METHODS.get((dataset, alpha), {}).get((method, bits, averaging))

@@ -92,18 +92,32 @@ class Table1:
     notes: list[str]  # cells that pool runs with settings other than the seed differing
 
 
-def _ordered(paper: Sequence, found: Iterable) -> list:
+def ordered(paper: Sequence, found: Iterable) -> list:
     return list(paper) + sorted(set(found) - set(paper))
 
 
-def _pooling_note(row: Row, column: Column, runs: list[Run]) -> str | None:
+def pooling_note(where: str, runs: list[Run]) -> str | None:
     """Seeds are meant to be the only difference inside a cell; say so when they are not."""
     settings = [identity(r.config) | {"seed": None} for r in runs]
     keys = sorted({k for s in settings for k in s})
     differ = [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
     if not differ:
         return None
-    return f"{row_label(row)}, {column_label(column)} pools runs differing in {', '.join(differ)}"
+    return f"{where} pools runs differing in {', '.join(differ)}"
+
+
+def make_cell(members: list[Run], paper: float | None) -> Cell:
+    """One table cell from the runs (seeds) of one setting: completed runs averaged,
+    diverged ones counted."""
+    completed = [r for r in members if r.status == "completed"]
+    accs = [r.final_accuracy for r in completed]
+    quantized = [r.final_quantized_accuracy for r in completed]
+    return Cell(
+        tuple(a for a in accs if a is not None),
+        sum(r.status == "diverged" for r in members),
+        paper,
+        tuple(q for q in quantized if q is not None),
+    )
 
 
 def build_table1(runs: Iterable[Run]) -> Table1:
@@ -113,22 +127,15 @@ def build_table1(runs: Iterable[Run]) -> Table1:
             column = (run.config["alpha"], run.config["dataset"])
             groups.setdefault((run.variant, column), []).append(run)
     paper_columns = [(a, d) for a in ALPHAS for d in DATASETS]
-    rows = _ordered(VARIANTS, (row for row, _ in groups))
-    columns = _ordered(paper_columns, (col for _, col in groups))
+    rows = ordered(VARIANTS, (row for row, _ in groups))
+    columns = ordered(paper_columns, (col for _, col in groups))
     cells, notes = {}, []
     for row in rows:
         for col in columns:
             members = groups.get((row, col), [])
-            completed = [r for r in members if r.status == "completed"]
-            accs = [r.final_accuracy for r in completed]
-            quantized = [r.final_quantized_accuracy for r in completed]
-            cells[row, col] = Cell(
-                tuple(a for a in accs if a is not None),
-                sum(r.status == "diverged" for r in members),
-                paper_value(col[1], col[0], *row),
-                tuple(q for q in quantized if q is not None),
-            )
-            note = _pooling_note(row, col, members) if members else None
+            cells[row, col] = make_cell(members, paper_value(col[1], col[0], *row))
+            where = f"{row_label(row)}, {column_label(col)}"
+            note = pooling_note(where, members) if members else None
             notes += [note] if note else []
     return Table1(rows, columns, cells, notes)
 

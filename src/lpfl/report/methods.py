@@ -1,0 +1,107 @@
+"""The paper's other-methods table rebuilt from our runs: each method at 8 bits + average and
+at 32 bits without, per (α, dataset), with the paper's number and the gap beside each cell.
+
+Rows are (method, bits, averaging): FedAvg first as the common baseline (its paper
+values are Table 1's), then the paper's methods in its order, then any other setting
+found. Cells are built exactly as Table 1's (see ``table1``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paper import ALPHAS, DATASETS, METHODS, paper_method_value
+from .runs import Run
+from .table1 import MISSING, Cell, Column, column_label, make_cell, ordered, pooling_note
+
+logger = logging.getLogger(__name__)
+
+Row = tuple[str, int, bool]  # (method, bits, averaging)
+NAMES = {"fedavg": "FedAvg", "abavg": "ABAvg", "fedprox": "FedProx", "fedgen": "FedGen",
+         "fedftg": "FedFTG"}  # fmt: skip
+PAPER_ROWS = [(m, *v) for m in ("fedavg", *METHODS) for v in ((8, True), (32, False))]
+CSV_HEADER = ("method", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std",
+              "paper", "diff")  # fmt: skip
+
+
+def row_label(row: Row) -> str:
+    return f"{NAMES.get(row[0], row[0])} {row[1]}b {'avg' if row[2] else 'no'}"
+
+
+@dataclass(frozen=True)
+class MethodsTable:
+    rows: list[Row]
+    columns: list[Column]
+    cells: dict[tuple[Row, Column], Cell]
+    notes: list[str]
+
+
+def has_methods(runs: Iterable[Run]) -> bool:
+    """Whether any run is of a method besides FedAvg that the table covers."""
+    return any(r.algorithm in METHODS for r in runs)
+
+
+def build_methods_table(runs: Iterable[Run]) -> MethodsTable:
+    groups: dict[tuple[Row, Column], list[Run]] = {}
+    for run in runs:
+        if run.algorithm in ("fedavg", *METHODS):
+            row = (run.algorithm, *run.variant)
+            column = (run.config["alpha"], run.config["dataset"])
+            groups.setdefault((row, column), []).append(run)
+    found_columns = {col for _, col in groups}
+    columns = [c for c in ordered([(a, d) for a in ALPHAS for d in DATASETS], found_columns)
+               if c in found_columns]  # fmt: skip
+    rows = ordered(PAPER_ROWS, (row for row, _ in groups))
+    cells, notes = {}, []
+    for row in rows:
+        for col in columns:
+            members = groups.get((row, col), [])
+            paper = paper_method_value(row[0], col[1], col[0], *row[1:])
+            cells[row, col] = make_cell(members, paper)
+            note = pooling_note(f"{row_label(row)}, {column_label(col)}", members)
+            notes += [note] if members and note else []
+    return MethodsTable(rows, columns, cells, notes)
+
+
+def _markdown(table: MethodsTable) -> str:
+    head = ["", *map(column_label, table.columns)]
+    lines = [
+        "# Other FL methods: test accuracy (%)",
+        "",
+        "Each cell as in Table 1: mean ± sample std over seeds of each run's final accuracy",
+        "(mean of its last 5 evaluated rounds), n = seeds, the paper's value (its table of",
+        "other methods; FedAvg's from Table 1) and the difference (ours − paper). The paper",
+        "gives each method at 8 bits with the moving average and 32 bits without.",
+        f"{MISSING}: no run.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in table.rows:
+        cells = [table.cells[row, col].text() for col in table.columns]
+        lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
+    if table.notes:
+        lines += ["", "Warnings:", *(f"- {note}" for note in table.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def write_methods_table(table: MethodsTable, out: Path) -> list[Path]:
+    """methods.md for reading; methods.csv, one line per cell, for computing on."""
+    md, tidy = out / "methods.md", out / "methods.csv"
+    md.write_text(_markdown(table))
+    with tidy.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_HEADER)
+        for row in table.rows:
+            for col in table.columns:
+                cell = table.cells[row, col]
+                numbers = (cell.mean, cell.std, cell.paper, cell.diff)
+                writer.writerow([*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged]
+                                + ["" if v is None else f"{v:.3f}" for v in numbers])  # fmt: skip
+    for note in table.notes:
+        logger.warning("methods table: %s", note)
+    return [md, tidy]
