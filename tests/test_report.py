@@ -186,3 +186,23 @@ def test_paper_methods_table_has_every_value_of_the_notes():
 def test_methods_table_is_left_out_without_other_methods(runs, tmp_path):
     assert cli.main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
     assert not (tmp_path / "rep" / "methods.md").exists()
+
+
+def test_runs_on_a_subset_read_needs_full_data(runs, tmp_path):
+    """A run that trained on fewer samples than the official release is not compared."""
+    path = sorted(runs.glob("*/results.json"))[0]
+    data = json.loads(path.read_text())
+    assert data["data"] == {"train_samples": 1438, "test_samples": 359, "full_train": None}
+    data["config"] |= {"dataset": "cifar100", "alpha": 0.01}
+    data["data"] = {"train_samples": 10000, "test_samples": 5000, "full_train": 50000}
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    row = "8b avg" if data["config"]["bits"] == 8 else "32b no"
+    cell = _table(out / "table1.md")[row]["cifar100 α=0.01"]
+    acc = 100 * data["summary"]["final_accuracy_mean"]
+    assert cell == f"needs full data (ran on 10000 training samples: {acc:.1f} (n=1))"
+    with (out / "table1.csv").open() as fh:
+        line = next(r for r in csv.DictReader(fh) if r["dataset"] == "cifar100" and r["n"] == "1")
+    assert line["subset_train_samples"] == "10000" and line["diff"] == "" and line["paper"]

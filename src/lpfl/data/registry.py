@@ -13,6 +13,8 @@ class DatasetSpec:
 
     `folders` lists the directory names people commonly give the dataset, so an existing
     download is found without renaming it. `mean`/`std` are per channel on a 0-1 pixel scale.
+    `full_train` is the official release's number of training samples, so a run on a
+    smaller copy can say that its numbers are not the paper's setting.
     """
 
     name: str
@@ -22,6 +24,7 @@ class DatasetSpec:
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    full_train: int | None = None
 
 
 _SPECS = (
@@ -43,6 +46,7 @@ _SPECS = (
         size=28,
         mean=(0.286041,),
         std=(0.353024,),
+        full_train=60_000,
     ),
     DatasetSpec(
         name="cifar10",
@@ -52,6 +56,7 @@ _SPECS = (
         size=32,
         mean=(0.49139968, 0.48215841, 0.44653091),
         std=(0.24703223, 0.24348513, 0.26158784),
+        full_train=50_000,
     ),
     DatasetSpec(
         name="cifar100",
@@ -61,6 +66,7 @@ _SPECS = (
         size=32,
         mean=(0.50707516, 0.48654887, 0.44091784),
         std=(0.26733429, 0.25643846, 0.27615047),
+        full_train=50_000,
     ),
     DatasetSpec(
         name="cinic10",
@@ -70,6 +76,7 @@ _SPECS = (
         size=32,
         mean=(0.47889522, 0.47227842, 0.43047404),
         std=(0.24205776, 0.23828046, 0.25874835),
+        full_train=90_000,
     ),
 )
 

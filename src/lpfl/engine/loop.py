@@ -74,6 +74,10 @@ def _run(
         )
     parts, server_val = setup.split(cfg, train.y, cfg.clients)
     log(summarize_partition(parts, train.y, spec.num_classes))
+    data = {"train_samples": len(train), "test_samples": len(test), "full_train": spec.full_train}
+    if spec.full_train and len(train) < spec.full_train:
+        log(f"{cfg.dataset}: {len(train)} training samples, a subset of the official "
+            f"{spec.full_train}: results are not comparable with the paper's")  # fmt: skip
 
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
     norm = partial(normalize, spec=spec)
@@ -114,7 +118,7 @@ def _run(
         generator.set_state(ckpt["torch_generator"])
         log(f"resuming after round {done} of {cfg.rounds}")
     trackers = open_trackers(parse_trackers(cfg.trackers), Path(cfg.out or "."), config)
-    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers)
+    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers, data)
 
     def save_checkpoint(rnd: int) -> None:
         checkpoint.save(

@@ -72,9 +72,12 @@ class Recorder:
         model_fp32_bytes: int | None = None,
         history: dict[str, Any] | None = None,
         trackers: list[Any] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         """``history`` (from ``state_dict``) continues a resumed run's records;
-        ``trackers`` (see trackers.py) also receive every round."""
+        ``trackers`` (see trackers.py) also receive every round; ``data`` says what the run
+        trained on (sample counts), for reports to tell a subset from the full dataset."""
+        self.data = data or {}
         self.trackers = trackers or []
         history = history or {"rounds": [], "rejections": []}
         self.rounds = [RoundMetrics(**r) for r in history["rounds"]]
@@ -132,6 +135,7 @@ class Recorder:
             "rounds": [{k: _json_safe(v) for k, v in asdict(r).items()} for r in self.rounds],
             "summary": self.summary(),
             "rejections": self.rejections,
+            "data": self.data,
         }
         if self.error:
             result["error"] = self.error

@@ -25,7 +25,7 @@ NAMES = {"fedavg": "FedAvg", "abavg": "ABAvg", "fedprox": "FedProx", "fedgen": "
          "fedftg": "FedFTG"}  # fmt: skip
 PAPER_ROWS = [(m, *v) for m in ("fedavg", *METHODS) for v in ((8, True), (32, False))]
 CSV_HEADER = ("method", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std",
-              "paper", "diff")  # fmt: skip
+              "paper", "diff", "subset_train_samples")  # fmt: skip
 
 
 def row_label(row: Row) -> str:
@@ -101,7 +101,8 @@ def write_methods_table(table: MethodsTable, out: Path) -> list[Path]:
                 cell = table.cells[row, col]
                 numbers = (cell.mean, cell.std, cell.paper, cell.diff)
                 writer.writerow([*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged]
-                                + ["" if v is None else f"{v:.3f}" for v in numbers])  # fmt: skip
+                                + ["" if v is None else f"{v:.3f}" for v in numbers]
+                                + ["" if cell.subset is None else cell.subset])  # fmt: skip
     for note in table.notes:
         logger.warning("methods table: %s", note)
     return [md, tidy]

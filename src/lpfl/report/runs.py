@@ -26,6 +26,7 @@ class Run:
     status: str
     rounds: list[dict[str, Any]]
     summary: dict[str, Any]
+    data: dict[str, Any] | None = None  # sample counts; absent from older results files
 
     @property
     def algorithm(self) -> str:
@@ -58,6 +59,13 @@ class Run:
         return 100 * float(np.mean(accs)) if accs else None
 
     @property
+    def subset(self) -> int | None:
+        """Training samples, where the run had fewer than the dataset's official release."""
+        data = self.data or {}
+        full, used = data.get("full_train"), data.get("train_samples")
+        return used if full and used is not None and used < full else None
+
+    @property
     def total_bytes(self) -> int:
         return self.summary["bytes_up_total"] + self.summary["bytes_down_total"]
 
@@ -65,7 +73,9 @@ class Run:
 def _read(path: Path) -> Run | None:
     try:
         data = json.loads(path.read_text())
-        return Run(path, data["config"], data["status"], data["rounds"], data["summary"])
+        return Run(
+            path, data["config"], data["status"], data["rounds"], data["summary"], data.get("data")
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning("skipping %s: not a readable results file (%s)", path, exc)
         return None

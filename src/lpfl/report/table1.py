@@ -30,7 +30,7 @@ Column = tuple[float, str]  # (alpha, dataset)
 MISSING = "—"
 CSV_HEADER = (
     "row", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std", "paper", "diff",
-    "quantized_eval_mean",
+    "quantized_eval_mean", "subset_train_samples",
 )  # fmt: skip
 
 
@@ -48,6 +48,7 @@ class Cell:
     diverged: int
     paper: float | None
     quantized: tuple[float, ...] = ()  # %, the runs evaluated with activation rounding on too
+    subset: int | None = None  # training samples, where runs had only part of the dataset
 
     @property
     def quantized_mean(self) -> float | None:
@@ -68,9 +69,15 @@ class Cell:
 
     @property
     def diff(self) -> float | None:
-        return None if self.mean is None or self.paper is None else self.mean - self.paper
+        """Ours − paper; none for a subset run, which is not the paper's setting."""
+        if self.mean is None or self.paper is None or self.subset is not None:
+            return None
+        return self.mean - self.paper
 
     def text(self) -> str:
+        if self.subset is not None:  # not the paper's setting: no comparison with its value
+            ours = "" if self.mean is None else f": {self.mean:.1f} (n={self.n})"
+            return f"needs full data (ran on {self.subset} training samples{ours})"
         counts = [f"n={self.n}"] if self.n else []
         counts += [f"{self.diverged} diverged"] if self.diverged else []
         ours = MISSING if self.mean is None else f"{self.mean:.1f}"
@@ -112,11 +119,13 @@ def make_cell(members: list[Run], paper: float | None) -> Cell:
     completed = [r for r in members if r.status == "completed"]
     accs = [r.final_accuracy for r in completed]
     quantized = [r.final_quantized_accuracy for r in completed]
+    subsets = [r.subset for r in members if r.subset is not None]
     return Cell(
         tuple(a for a in accs if a is not None),
         sum(r.status == "diverged" for r in members),
         paper,
         tuple(q for q in quantized if q is not None),
+        min(subsets) if subsets else None,
     )
 
 
@@ -150,7 +159,8 @@ def _markdown(table: Table1) -> str:
         f"(ours − paper). Rows: bits, with (avg) or without (no) the server moving average. "
         f'{MISSING}: no run. Where runs were made with --eval-quantized, "act-rounded eval"',
         "gives the global model's accuracy with the clients' activation rounding on, as the",
-        "reference evaluates its rows without averaging.",
+        "reference evaluates its rows without averaging. Runs on a subset of a dataset",
+        '(fewer training samples than its official release) read "needs full data".',
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -183,6 +193,7 @@ def write_table1(table: Table1, out: Path) -> list[Path]:
                         _number(v)
                         for v in (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
                     ]
+                    + ["" if cell.subset is None else cell.subset]
                 )
     for note in table.notes:
         logger.warning("table 1: %s", note)
