@@ -12,7 +12,7 @@ Adam, 625 samples per client (50000 / 80). Accuracy runs use the ``--acc-*`` fla
 
 CPU (what results/cost-table.md holds; the MLP because the ConvNet's low-bit
 training is too slow on this 2-core machine):
-    python experiments/cost_table.py --rounds 40 --seeds 2 --acc-dataset digits \
+    python experiments/cost_table.py --rounds 150 --seeds 2 --acc-dataset digits \
         --acc-model mlp --acc-clients 20 --acc-alpha 0.1 --device cpu
 GPU, the paper's accuracy setting:
     python experiments/cost_table.py --rounds 200 --seeds 3 --acc-dataset cifar10 \
