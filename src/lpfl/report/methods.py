@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .paper import ALPHAS, DATASETS, METHODS, paper_method_value
 from .runs import Run
-from .table1 import MISSING, Cell, Column, column_label, make_cell, ordered, pooling_note
+from .table1 import MISSING, Column, Grid, fill_grid, grid_markdown, number, ordered
 
 logger = logging.getLogger(__name__)
 
@@ -32,20 +31,12 @@ def row_label(row: Row) -> str:
     return f"{NAMES.get(row[0], row[0])} {row[1]}b {'avg' if row[2] else 'no'}"
 
 
-@dataclass(frozen=True)
-class MethodsTable:
-    rows: list[Row]
-    columns: list[Column]
-    cells: dict[tuple[Row, Column], Cell]
-    notes: list[str]
-
-
 def has_methods(runs: Iterable[Run]) -> bool:
     """Whether any run is of a method besides FedAvg that the table covers."""
     return any(r.algorithm in METHODS for r in runs)
 
 
-def build_methods_table(runs: Iterable[Run]) -> MethodsTable:
+def build_methods_table(runs: Iterable[Run]) -> Grid:
     groups: dict[tuple[Row, Column], list[Run]] = {}
     for run in runs:
         if run.algorithm in ("fedavg", *METHODS):
@@ -56,20 +47,13 @@ def build_methods_table(runs: Iterable[Run]) -> MethodsTable:
     columns = [c for c in ordered([(a, d) for a in ALPHAS for d in DATASETS], found_columns)
                if c in found_columns]  # fmt: skip
     rows = ordered(PAPER_ROWS, (row for row, _ in groups))
-    cells, notes = {}, []
-    for row in rows:
-        for col in columns:
-            members = groups.get((row, col), [])
-            paper = paper_method_value(row[0], col[1], col[0], *row[1:])
-            cells[row, col] = make_cell(members, paper)
-            note = pooling_note(f"{row_label(row)}, {column_label(col)}", members)
-            notes += [note] if members and note else []
-    return MethodsTable(rows, columns, cells, notes)
+    return fill_grid(rows, columns, groups,
+                     lambda row, col: paper_method_value(row[0], col[1], col[0], *row[1:]),
+                     row_label)  # fmt: skip
 
 
-def _markdown(table: MethodsTable) -> str:
-    head = ["", *map(column_label, table.columns)]
-    lines = [
+def _markdown(table: Grid) -> str:
+    intro = [
         "# Other FL methods: test accuracy (%)",
         "",
         "Each cell as in Table 1: mean ± sample std over seeds of each run's final accuracy",
@@ -77,19 +61,11 @@ def _markdown(table: MethodsTable) -> str:
         "other methods; FedAvg's from Table 1) and the difference (ours − paper). The paper",
         "gives each method at 8 bits with the moving average and 32 bits without.",
         f"{MISSING}: no run.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
-    for row in table.rows:
-        cells = [table.cells[row, col].text() for col in table.columns]
-        lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
-    if table.notes:
-        lines += ["", "Warnings:", *(f"- {note}" for note in table.notes)]
-    return "\n".join(lines) + "\n"
+    return grid_markdown(table, intro, row_label)
 
 
-def write_methods_table(table: MethodsTable, out: Path) -> list[Path]:
+def write_methods_table(table: Grid, out: Path) -> list[Path]:
     """methods.md for reading; methods.csv, one line per cell, for computing on."""
     md, tidy = out / "methods.md", out / "methods.csv"
     md.write_text(_markdown(table))
@@ -101,7 +77,7 @@ def write_methods_table(table: MethodsTable, out: Path) -> list[Path]:
                 cell = table.cells[row, col]
                 numbers = (cell.mean, cell.std, cell.paper, cell.diff)
                 writer.writerow([*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged]
-                                + ["" if v is None else f"{v:.3f}" for v in numbers]
+                                + [number(v) for v in numbers]
                                 + ["" if cell.subset is None else cell.subset])  # fmt: skip
     for note in table.notes:
         logger.warning("methods table: %s", note)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,18 +93,23 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class Table1:
-    rows: list[Row]
+class Grid:
+    """A table of cells: rows of settings against (α, dataset) columns."""
+
+    rows: list[Any]
     columns: list[Column]
-    cells: dict[tuple[Row, Column], Cell]
+    cells: dict[tuple[Any, Column], Cell]
     notes: list[str]  # cells that pool runs with settings other than the seed differing
+
+
+Table1 = Grid
 
 
 def ordered(paper: Sequence, found: Iterable) -> list:
     return list(paper) + sorted(set(found) - set(paper))
 
 
-def pooling_note(where: str, runs: list[Run]) -> str | None:
+def _pooling_note(where: str, runs: list[Run]) -> str | None:
     """Seeds are meant to be the only difference inside a cell; say so when they are not."""
     settings = [identity(r.config) | {"seed": None} for r in runs]
     keys = sorted({k for s in settings for k in s})
@@ -113,7 +119,7 @@ def pooling_note(where: str, runs: list[Run]) -> str | None:
     return f"{where} pools runs differing in {', '.join(differ)}"
 
 
-def make_cell(members: list[Run], paper: float | None) -> Cell:
+def _make_cell(members: list[Run], paper: float | None) -> Cell:
     """One table cell from the runs (seeds) of one setting: completed runs averaged,
     diverged ones counted."""
     completed = [r for r in members if r.status == "completed"]
@@ -138,20 +144,43 @@ def build_table1(runs: Iterable[Run]) -> Table1:
     paper_columns = [(a, d) for a in ALPHAS for d in DATASETS]
     rows = ordered(VARIANTS, (row for row, _ in groups))
     columns = ordered(paper_columns, (col for _, col in groups))
+    return fill_grid(rows, columns, groups, lambda row, col: paper_value(col[1], col[0], *row),
+                     row_label)  # fmt: skip
+
+
+def fill_grid(
+    rows: list,
+    columns: list[Column],
+    groups: dict[tuple[Any, Column], list[Run]],
+    paper: Callable[[Any, Column], float | None],
+    label: Callable[[Any], str],
+) -> Grid:
+    """Every (row, column) cell from its runs, with the paper's value and pooling warnings."""
     cells, notes = {}, []
     for row in rows:
         for col in columns:
             members = groups.get((row, col), [])
-            cells[row, col] = make_cell(members, paper_value(col[1], col[0], *row))
-            where = f"{row_label(row)}, {column_label(col)}"
-            note = pooling_note(where, members) if members else None
+            cells[row, col] = _make_cell(members, paper(row, col))
+            where = f"{label(row)}, {column_label(col)}"
+            note = _pooling_note(where, members) if members else None
             notes += [note] if note else []
-    return Table1(rows, columns, cells, notes)
+    return Grid(rows, columns, cells, notes)
+
+
+def grid_markdown(grid: Grid, intro: list[str], label: Callable[[Any], str]) -> str:
+    """``intro`` (a title and a legend), then the grid as a Markdown table and its warnings."""
+    head = ["", *map(column_label, grid.columns)]
+    lines = [*intro, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in grid.rows:
+        cells = [grid.cells[row, col].text() for col in grid.columns]
+        lines.append("| " + " | ".join([label(row), *cells]) + " |")
+    if grid.notes:
+        lines += ["", "Warnings:", *(f"- {note}" for note in grid.notes)]
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(table: Table1) -> str:
-    head = ["", *map(column_label, table.columns)]
-    lines = [
+    intro = [
         "# Table 1: FedAvg test accuracy (%)",
         "",
         "Each cell: mean ± sample std over seeds of each run's final accuracy (mean of its",
@@ -161,19 +190,11 @@ def _markdown(table: Table1) -> str:
         "gives the global model's accuracy with the clients' activation rounding on, as the",
         "reference evaluates its rows without averaging. Runs on a subset of a dataset",
         '(fewer training samples than its official release) read "needs full data".',
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
-    for row in table.rows:
-        cells = [table.cells[row, col].text() for col in table.columns]
-        lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
-    if table.notes:
-        lines += ["", "Warnings:", *(f"- {note}" for note in table.notes)]
-    return "\n".join(lines) + "\n"
+    return grid_markdown(table, intro, row_label)
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
@@ -190,7 +211,7 @@ def write_table1(table: Table1, out: Path) -> list[Path]:
                 writer.writerow(
                     [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged]
                     + [
-                        _number(v)
+                        number(v)
                         for v in (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
                     ]
                     + ["" if cell.subset is None else cell.subset]
