@@ -48,7 +48,8 @@ def settings(args: argparse.Namespace) -> dict:
     if args.paper:
         return dict(
             dataset=args.paper, data_dir=args.data_dir, model="convnet", clients=80,
-            participation=0.4, batch_size=32, local_epochs=1, alpha=0.04, rounds=args.rounds,
+            participation=args.participation, batch_size=32, local_epochs=1, alpha=0.04,
+            rounds=args.rounds,
         )  # fmt: skip
     return DEMO_SETTINGS | {"rounds": args.rounds}
 
@@ -95,6 +96,9 @@ def main() -> None:
     parser.add_argument("--paper", choices=("fmnist", "cifar10"))
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--participation", type=float, default=0.4, help="with --paper: clients per round"
+    )
     parser.add_argument("--sequential-rounds", type=int, help="fewer rounds for the slow engine")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here after every measurement")

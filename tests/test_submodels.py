@@ -225,14 +225,15 @@ def test_sub_model_uploads_shrink_by_the_parameter_ratio():
 
 def test_engine_selection_is_explicit(caplog):
     cfg = make_config(dataset="digits", model="mlp", clients=4, algorithm="splitmix",
-                      hetero_widths="1/2,1/4", splitmix_base="1/4")  # fmt: skip
+                      hetero_widths="1/2,1/4", splitmix_base="1/4",
+                      engine="vectorized")  # fmt: skip
     model = setup.new_model(cfg, torch.device("cpu"))
     assert isinstance(model, Ensemble) and len(model.bases) == 4
     algo = setup.algorithm(cfg)
     with caplog.at_level(logging.WARNING):
         trainer = setup.trainer(cfg, model, algo, lambda t: t.float(), torch.Generator())
     assert isinstance(trainer, SubModelTrainer)
-    assert "sequential sub-model engine" in caplog.text
+    assert "sequential sub-model engine" in caplog.text  # vectorized was asked for
     assert [int(b / Fraction(1, 4)) for b in (Fraction(1, 2), Fraction(1, 4))] == [2, 1]
 
 

@@ -146,7 +146,7 @@ def test_hash_is_stable_and_ignores_where_a_run_goes():
     cfg = make_config(**base)
     same = [
         make_config(**(base | {"alpha": 1})),  # an int for a float field
-        make_config(**base, out="x", device="cpu", data_dir="/d"),
+        make_config(**base, out="x", device="cpu", data_dir="/d", engine="sequential"),
     ]
     assert {run_hash(c.to_dict()) for c in same} == {run_hash(cfg.to_dict())}
     assert run_hash(dict(reversed(cfg.to_dict().items()))) == run_hash(cfg.to_dict())

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from lpfl.algorithms import ClientUpdate, FedAvg
+from lpfl.config import make_config
 from lpfl.data import DATASETS, load_dataset, normalize
-from lpfl.engine import ClientData, LocalTrainer, OptimizerSpec, Rejection, VectorizedTrainer
+from lpfl.engine import ClientData, LocalTrainer, OptimizerSpec, Rejection, VectorizedTrainer, setup
 from lpfl.engine.stacked_optim import StackedAdam, StackedSGD, build_stacked_optimizer
+from lpfl.engine.submodel_trainer import SubModelTrainer
 from lpfl.models import build_model
 from lpfl.quant import PrecisionPolicy
 
@@ -142,3 +144,23 @@ def test_a_client_that_blows_up_is_rejected_alone():
     assert isinstance(results[1], Rejection) and "NaN" in results[1].reason
     assert all(isinstance(results[j], ClientUpdate) for j in (0, 2))
     assert all(torch.isfinite(v).all() for j in (0, 2) for v in results[j].state.values())
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine"),
+    [
+        (dict(model="mlp"), "vectorized"),
+        (dict(model="convnet"), "sequential"),  # vmap's grouped convolutions are slow on CPU
+        (dict(model="convnet", engine="vectorized"), "vectorized"),  # asked for: obeyed
+        (dict(model="mlp", engine="sequential"), "sequential"),
+        (dict(model="mlp", algorithm="heterofl", engine="vectorized"), "sequential"),
+    ],
+)
+def test_auto_engine_on_the_cpu(settings, engine):
+    cfg = make_config(dataset="digits", device="cpu", **settings)
+    model = setup.new_model(cfg, torch.device("cpu"))
+    algo = setup.algorithm(cfg)
+    assert setup.engine_name(cfg, model, algo) == engine
+    trainer = setup.trainer(cfg, model, algo, lambda x: x.float(), torch.Generator())
+    expected = {"vectorized": VectorizedTrainer, "sequential": (LocalTrainer, SubModelTrainer)}
+    assert isinstance(trainer, expected[engine])

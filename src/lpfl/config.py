@@ -143,9 +143,10 @@ class RunConfig:
     seed: int = _opt(0, "seed for the split, sampling, initialisation and rounding")
     device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
     engine: str = _opt(
-        "vectorized",
-        "train a round's clients all at once, or one by one",
-        ("vectorized", "sequential"),
+        "auto",
+        "train a round's clients all at once, or one by one "
+        "(auto: at once, except convolutional models on the CPU)",
+        ("auto", "vectorized", "sequential"),
     )
     fused_quant: str = _opt(
         "auto",

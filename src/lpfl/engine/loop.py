@@ -79,7 +79,6 @@ def _run(
         log(f"{cfg.dataset}: {len(train)} training samples, a subset of the official "
             f"{spec.full_train}: results are not comparable with the paper's")  # fmt: skip
 
-    config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
     norm = partial(normalize, spec=spec)
     x_train = torch.from_numpy(train.x).to(device)
     y_train = torch.from_numpy(train.y).to(device)
@@ -100,7 +99,13 @@ def _run(
     algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    trainer = setup.trainer(cfg, worker, algorithm, norm, generator)
+    engine = setup.engine_name(cfg, worker, algorithm)
+    trainer = setup.trainer(cfg, worker, algorithm, norm, generator, engine)
+    config = cfg.to_dict() | {
+        "device": str(device),
+        "data_dir": str(cfg.resolved_data_dir()),
+        "engine": engine,
+    }
     tf32 = numerics.tf32_wanted(cfg, device)
     rng = np.random.default_rng(cfg.seed)
     done, history = 0, None

@@ -10,7 +10,10 @@ config (every field, defaults included) minus the fields in ``NOT_IDENTITY``:
 - ``data_dir``: where the dataset lives, not which dataset it is;
 - ``checkpoint_every``: how often progress is saved; a resumed run ends exactly as an
   uninterrupted one;
-- ``fused_quant``: the fused rounding kernel computes bit-identical values.
+- ``fused_quant``: the fused rounding kernel computes bit-identical values;
+- ``engine``: both engines train the same clients on the same batches (with nearest
+  rounding they agree to 1e-4); like a change of device, only the stochastic rounding's
+  random draws differ, and ``auto`` picks a different engine on the CPU and on CUDA.
 
 Every other field stays, including ``eval_every`` (it decides which rounds the final
 accuracy averages) and ``compression`` (lossless, but it changes the byte counts).
@@ -25,7 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every", "fused_quant"})
+NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every", "fused_quant", "engine"})
 HASH_CHARS = 12
 
 
