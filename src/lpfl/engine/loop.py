@@ -100,6 +100,8 @@ def _run(
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
     engine = setup.engine_name(cfg, worker, algorithm)
+    if engine != cfg.engine:
+        log(f"--engine {cfg.engine}: training clients with the {engine} engine")
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator, engine)
     config = cfg.to_dict() | {
         "device": str(device),
