@@ -9,7 +9,7 @@ import pytest
 import lpfl.engine.loop as loop
 import lpfl.engine.setup as setup
 from lpfl import cli
-from lpfl.config import make_config
+from lpfl.config import ConfigError, make_config
 from lpfl.engine import run_simulation
 
 SETTINGS = dict(dataset="digits", model="mlp", clients=6, participation=0.5, rounds=6, bits=6)
@@ -99,3 +99,34 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
     assert resumed == [1]
     data = json.loads((out / points[0].hash / "results.json").read_text())
     assert data["status"] == "completed" and len(data["rounds"]) == 6
+
+
+def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path, monkeypatch):
+    """``auto`` may pick another engine where a run resumes (CPU vs GPU); the optimizer
+    states in the checkpoint only fit the engine that made them."""
+    quiet = dict(progress=False, log=lambda _m: None)
+    settings = SETTINGS | dict(engine="sequential")  # auto would stack this MLP's clients
+    straight = tmp_path / "straight"
+    run_simulation(make_config(**settings, out=str(straight)), **quiet)
+
+    crashed = tmp_path / "crashed"
+    real_evaluate, calls = setup.evaluate, {"n": 0}
+
+    def dies_in_round_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(make_config(**settings, out=str(crashed), checkpoint_every=2), **quiet)
+    monkeypatch.setattr(setup, "evaluate", real_evaluate)
+
+    explicit = make_config(**SETTINGS, engine="vectorized", out=str(crashed))
+    with pytest.raises(ConfigError, match="sequential engine"):
+        run_simulation(explicit, resume=True, **quiet)
+    run_simulation(make_config(**SETTINGS, out=str(crashed)), resume=True, **quiet)
+    resumed, rows = _rounds(crashed)
+    assert resumed["config"]["engine"] == "sequential"
+    assert rows == _rounds(straight)[1]

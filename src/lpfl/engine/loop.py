@@ -57,6 +57,31 @@ def run_simulation(
         return _run(cfg, device, progress, log, label, on_upload, resume)
 
 
+def _checkpoint(cfg: RunConfig, device: torch.device) -> dict:
+    if not cfg.out:
+        raise ConfigError("--resume: needs the run's folder (--out)")
+    try:
+        return checkpoint.load(cfg.out, device)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--resume: {exc}") from None
+
+
+def _engine(cfg: RunConfig, wanted: str, ckpt: dict | None) -> str:
+    """The engine to train with: a resumed run keeps the one its checkpoint was made with.
+
+    Each engine keeps the clients' optimizer states in its own layout, and ``auto`` may
+    pick another engine where a run resumes (a sweep cut off on the CPU, resumed on a
+    GPU). Checkpoints from before the engine was recorded name none.
+    """
+    made_with = wanted if ckpt is None else ckpt.get("engine", wanted)
+    if made_with != wanted and cfg.engine != "auto":
+        raise ConfigError(
+            f"--engine {cfg.engine}: this run's checkpoint was made by the {made_with} "
+            "engine, whose optimizer states only that engine can continue"
+        )
+    return made_with
+
+
 def _run(
     cfg: RunConfig,
     device: torch.device,
@@ -99,7 +124,8 @@ def _run(
     algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    engine = setup.engine_name(cfg, worker, algorithm)
+    ckpt = _checkpoint(cfg, device) if resume else None
+    engine = _engine(cfg, setup.engine_name(cfg, worker, algorithm), ckpt)
     if engine != cfg.engine:
         log(f"--engine {cfg.engine}: training clients with the {engine} engine")
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator, engine)
@@ -111,13 +137,7 @@ def _run(
     tf32 = numerics.tf32_wanted(cfg, device)
     rng = np.random.default_rng(cfg.seed)
     done, history = 0, None
-    if resume:
-        if not cfg.out:
-            raise ConfigError("--resume: needs the run's folder (--out)")
-        try:
-            ckpt = checkpoint.load(cfg.out, device)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"--resume: {exc}") from None
+    if ckpt is not None:
         done, history = ckpt["round"], ckpt["history"]
         server.load_state_dict(ckpt["server"])
         trainer.load_state_dict(ckpt["trainer"])
@@ -132,6 +152,7 @@ def _run(
             cfg.out,
             {
                 "round": rnd,
+                "engine": engine,
                 "history": recorder.state_dict(),
                 "server": server.state_dict(),
                 "trainer": trainer.state_dict(),
