@@ -20,6 +20,20 @@ def _rounds(out):
     return data, [{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]]
 
 
+def _power_cut_in_round_5(monkeypatch):
+    """Make round 5's evaluation raise, as a crash there would; returns the undo."""
+    real_evaluate, calls = setup.evaluate, {"n": 0}
+
+    def dies_in_round_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("power cut")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
+    return lambda: monkeypatch.setattr(setup, "evaluate", real_evaluate)
+
+
 @pytest.mark.parametrize(
     ("engine", "algorithm"),
     [("vectorized", "fedavg"), ("sequential", "fedavg"), ("vectorized", "fedgen"),
@@ -38,23 +52,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
 
     crashed = tmp_path / "crashed"
     cfg = make_config(**settings, out=str(crashed), checkpoint_every=2)
-    real_evaluate = setup.evaluate
-    calls = {"n": 0}
-
-    def dies_in_round_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("power cut")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
+    power_back = _power_cut_in_round_5(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_simulation(cfg, **quiet)
     data, _ = _rounds(crashed)
     assert data["status"] == "failed" and len(data["rounds"]) == 4
     assert (crashed / "checkpoint.pt").exists()
 
-    monkeypatch.setattr(setup, "evaluate", real_evaluate)
+    power_back()
     assert cli.main(["run", "--resume", str(crashed), "--quiet"]) == 0
     resumed, rows = _rounds(crashed)
     assert resumed["status"] == "completed"
@@ -80,18 +85,10 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
     )
     points = load_spec(spec).points()
     out = tmp_path / "runs"
-    real_evaluate, calls = setup.evaluate, {"n": 0}
-
-    def dies_in_round_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
+    power_back = _power_cut_in_round_5(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(points, out, progress=False)
-    monkeypatch.setattr(setup, "evaluate", real_evaluate)
+    power_back()
     resumed = []
     original_load = loop.checkpoint.load
     monkeypatch.setattr(loop.checkpoint, "load", lambda *a: resumed.append(1) or original_load(*a))
@@ -110,18 +107,10 @@ def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path, monkeypatch)
     run_simulation(make_config(**settings, out=str(straight)), **quiet)
 
     crashed = tmp_path / "crashed"
-    real_evaluate, calls = setup.evaluate, {"n": 0}
-
-    def dies_in_round_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
+    power_back = _power_cut_in_round_5(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_simulation(make_config(**settings, out=str(crashed), checkpoint_every=2), **quiet)
-    monkeypatch.setattr(setup, "evaluate", real_evaluate)
+    power_back()
 
     explicit = make_config(**SETTINGS, engine="vectorized", out=str(crashed))
     with pytest.raises(ConfigError, match="sequential engine"):

@@ -8,16 +8,23 @@ found. Cells are built exactly as Table 1's (see ``table1``).
 
 from __future__ import annotations
 
-import csv
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from .paper import ALPHAS, DATASETS, METHODS, paper_method_value
 from .runs import Run
-from .table1 import MISSING, Column, Grid, fill_grid, grid_markdown, number, ordered
-
-logger = logging.getLogger(__name__)
+from .table1 import (
+    MISSING,
+    Cell,
+    Column,
+    Grid,
+    fill_grid,
+    grid_markdown,
+    number,
+    ordered,
+    subset_field,
+    write_grid,
+)
 
 Row = tuple[str, int, bool]  # (method, bits, averaging)
 NAMES = {"fedavg": "FedAvg", "abavg": "ABAvg", "fedprox": "FedProx", "fedgen": "FedGen",
@@ -65,20 +72,12 @@ def _markdown(table: Grid) -> str:
     return grid_markdown(table, intro, row_label)
 
 
+def _csv_line(row: Row, col: Column, cell: Cell) -> list:
+    numbers = (cell.mean, cell.std, cell.paper, cell.diff)
+    return [*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged,
+            *map(number, numbers), subset_field(cell)]  # fmt: skip
+
+
 def write_methods_table(table: Grid, out: Path) -> list[Path]:
     """methods.md for reading; methods.csv, one line per cell, for computing on."""
-    md, tidy = out / "methods.md", out / "methods.csv"
-    md.write_text(_markdown(table))
-    with tidy.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_HEADER)
-        for row in table.rows:
-            for col in table.columns:
-                cell = table.cells[row, col]
-                numbers = (cell.mean, cell.std, cell.paper, cell.diff)
-                writer.writerow([*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged]
-                                + [number(v) for v in numbers]
-                                + ["" if cell.subset is None else cell.subset])  # fmt: skip
-    for note in table.notes:
-        logger.warning("methods table: %s", note)
-    return [md, tidy]
+    return write_grid(table, out, "methods", _markdown(table), CSV_HEADER, _csv_line)

@@ -198,24 +198,39 @@ def number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def write_table1(table: Table1, out: Path) -> list[Path]:
-    """table1.md for reading; table1.csv, one line per cell, for computing on."""
-    md, tidy = out / "table1.md", out / "table1.csv"
-    md.write_text(_markdown(table))
+def write_grid(
+    table: Grid,
+    out: Path,
+    name: str,
+    markdown: str,
+    header: Sequence[str],
+    line: Callable[[Any, Column, Cell], list],
+) -> list[Path]:
+    """NAME.md for reading; NAME.csv, one ``line(row, column, cell)`` per cell, for
+    computing on. The table's notes (pooled runs and the like) go to the log."""
+    md, tidy = out / f"{name}.md", out / f"{name}.csv"
+    md.write_text(markdown)
     with tidy.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(CSV_HEADER)
-        for row in table.rows:
-            for col in table.columns:
-                cell = table.cells[row, col]
-                writer.writerow(
-                    [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged]
-                    + [
-                        number(v)
-                        for v in (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
-                    ]
-                    + ["" if cell.subset is None else cell.subset]
-                )
+        writer.writerow(header)
+        writer.writerows(
+            line(row, col, table.cells[row, col]) for row in table.rows for col in table.columns
+        )
     for note in table.notes:
-        logger.warning("table 1: %s", note)
+        logger.warning("%s: %s", name, note)
     return [md, tidy]
+
+
+def subset_field(cell: Cell) -> int | str:
+    return "" if cell.subset is None else cell.subset
+
+
+def _csv_line(row: Row, col: Column, cell: Cell) -> list:
+    numbers = (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
+    return [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged,
+            *map(number, numbers), subset_field(cell)]  # fmt: skip
+
+
+def write_table1(table: Table1, out: Path) -> list[Path]:
+    """table1.md for reading; table1.csv, one line per cell, for computing on."""
+    return write_grid(table, out, "table1", _markdown(table), CSV_HEADER, _csv_line)
