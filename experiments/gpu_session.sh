@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU slot's work, time-boxed. Run from the repository root on the GPU machine:
 #
-#   [PARTS="bench target table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
+#   [PARTS="kernels bench target table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
 #
-# PARTS picks what the slot does, in this order (default: bench target table1):
+# PARTS picks what the slot does, in this order (default: kernels bench target table1):
+#   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
+#            (OUT/kernel-check.txt) and milliseconds per call (OUT/rounding-speed.json)
 #   bench    engine speed in the paper's setting, FMNIST and CIFAR-10 (issue 3):
 #            OUT/engine-speed-*.json
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
@@ -26,7 +28,7 @@ left() { echo $((budget - (SECONDS - start))); }
 log() { echo "[$(date -u +%T) +$((SECONDS - start))s] $*" | tee -a "$out/session.log"; }
 cap() { local l=$(($(left) - 30)); echo $(($1 < l ? $1 : l)); } # keep 30 s to pack up
 
-parts=" ${PARTS:-bench target table1} "
+parts=" ${PARTS:-kernels bench target table1} "
 want() { [[ $parts == *" $1 "* ]]; }
 # A committed sweep spec with this machine's data and no checkpoints, as /tmp/NAME.toml.
 local_spec() {
@@ -51,6 +53,14 @@ spec=$(local_spec table1-priority)
 
 log "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
 $py -c "import torch, lpfl; print('torch', torch.__version__)" 2>&1 | tee -a "$out/session.log"
+
+if want kernels; then
+    log "Triton rounding kernels: values, then speed"
+    timeout "$(cap 90)" $py tests/triton_kernel_check.py cuda >"$out/kernel-check.txt" 2>&1
+    log "kernel check: exit $? ($(tail -n 1 "$out/kernel-check.txt"))"
+    timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
+        2>>"$out/session.log" || log "rounding speed: exit $?"
+fi
 
 if want bench; then
     for ds in fmnist cifar10; do

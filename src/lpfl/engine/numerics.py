@@ -3,9 +3,10 @@
 Neither changes what is computed beyond summation order, which is why both may be
 on by default:
 
-- Fused rounding (``--fused-quant``) compiles the block-floating-point rounding
-  into one kernel; it produces bit-identical values to the eager ops. ``auto`` uses
-  it on CUDA, and on the CPU for runs long enough to repay the compile: on the
+- Fused rounding (``--fused-quant``) rounds each tensor in one or two kernels
+  instead of a few dozen eager ops, with bit-identical values: lpfl's own Triton
+  kernels on CUDA (``quant/triton_round.py``), ``torch.compile`` on the CPU.
+  ``auto`` uses it on CUDA, and on the CPU for runs long enough to repay the compile: on the
   2-core CPU the first compile costs about 15 s (a few seconds once torch's cache
   holds it) and each digits-demo round saves about 0.15 s, so 100 rounds break even
   on a cold cache.

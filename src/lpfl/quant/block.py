@@ -145,15 +145,19 @@ def _fake_quantize(
 
 
 _fused: dict[str, object] = {"on": False, "fn": None}
+# Where the fused path runs lpfl's Triton kernels. Tests add "cpu" under Triton's
+# interpreter, which runs the same kernels with numpy.
+TRITON_DEVICES: tuple[str, ...] = ("cuda",)
 
 
 def use_fused(enabled: bool) -> None:
-    """Round through one compiled kernel (torch.compile) instead of a dozen eager ops.
+    """Round through fused kernels instead of a few dozen eager ops.
 
     Rounding is elementwise work around one reduction; eager PyTorch launches a kernel
     per op and rereads the tensor each time, which dominates a low-precision step on
-    a GPU. The compiled kernel computes exactly the same values (a test checks).
-    Compiling costs seconds up front, so it is worth it on long GPU runs, not in tests.
+    a GPU. The fused kernels (Triton on CUDA, torch.compile elsewhere) compute exactly
+    the same values for finite input (tests check both). Compiling costs seconds up
+    front, so it is worth it on long runs, not in tests.
     """
     if enabled and _fused["fn"] is None:
         # One graph per (rank, block rank) pair: more than dynamo's default allows.
@@ -165,8 +169,18 @@ def use_fused(enabled: bool) -> None:
 
 
 def _fused_quantize(*args: Any) -> tuple[Tensor, Tensor]:
-    """The compiled kernel; where it cannot be built, say so once and stay eager."""
+    """The fused kernel; where it cannot be built, say so once and stay eager.
+
+    On CUDA that is lpfl's own Triton kernel (``triton_round``), which can be checked
+    without a GPU; elsewhere the ``torch.compile`` one.
+    """
     try:
+        if args[0].device.type in TRITON_DEVICES:
+            from . import triton_round  # imports Triton, which only CUDA runs need
+
+            if triton_round.fits(args[0]):
+                return triton_round.fake_quantize(*args)
+            return _fake_quantize(*args)
         return _fused["fn"](*args)  # type: ignore[operator]
     except Exception as exc:  # a compiler or backend failure, not a property of the data
         logger.warning("fused rounding unavailable, rounding with eager ops: %s", exc)

@@ -1,0 +1,66 @@
+"""lpfl's Triton rounding kernels, checked without a GPU.
+
+Values: Triton's interpreter runs the kernels on the CPU and they must equal the
+eager ops bit for bit (``triton_kernel_check.py``, in a child process). Compilation:
+Triton builds them for an H100 (sm_90) and an A100 (sm_80) here, with no GPU, so a
+kernel that a GPU compiler would refuse fails in CI rather than in a paid GPU slot.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+triton = pytest.importorskip("triton", reason="Triton ships for Linux x86-64 only (dev extra)")
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from lpfl.quant import triton_round  # noqa: E402
+
+POINTERS = {"x_ptr": "*fp32", "u_ptr": "*fp32", "out_ptr": "*fp32", "amax_ptr": "*i32"}
+
+
+def test_kernels_match_eager_rounding_under_the_interpreter():
+    script = Path(__file__).with_name("triton_kernel_check.py")
+    env = os.environ | {"TRITON_INTERPRET": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "triton kernels match eager rounding on cpu: 108 cases" in done.stdout
+
+
+def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
+    """Every kernel as ``fake_quantize`` launches it, including Triton's specialisation
+    of an int argument equal to 1 (rows of one element: a Linear weight in BC blocks)."""
+    modes = {"BITS": bits, "STOCHASTIC": stochastic}
+    rowwise = {"x_ptr": "*fp32", "amax_ptr": "*i32", "C": "i32", "BLOCK": "constexpr"}
+    applied = POINTERS | {"C": "i32"} | dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK"], "constexpr")
+    sources = [
+        ASTSource(triton_round._row_max_kernel, rowwise, {"BLOCK": triton_round.CHUNK}),
+        ASTSource(triton_round._apply_kernel, applied, modes | {"BLOCK": triton_round.CHUNK}),
+    ]
+    for c in (1, 9, 300, triton_round.TILE):
+        block_r, block_c = triton_round.tile_shape(c)
+        width = {"C": 1} if c == 1 else {}
+        signature = POINTERS | {"R": "i32", "C": "constexpr" if c == 1 else "i32"}
+        signature |= dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK_R", "BLOCK_C"], "constexpr")
+        constants = modes | width | {"BLOCK_R": block_r, "BLOCK_C": block_c}
+        sources.append(ASTSource(triton_round._tile_kernel, signature, constants))
+    return sources
+
+
+@pytest.mark.parametrize("arch", [90, 80])
+@pytest.mark.parametrize("bits,stochastic", [(8, True), (8, False), (4, True), (16, True)])
+def test_kernels_compile_for_the_gpu_without_one(arch, bits, stochastic):
+    for source in _sources(bits, stochastic):
+        kernel = triton.compile(
+            source, target=GPUTarget("cuda", arch, 32), options={"enable_fp_fusion": False}
+        )
+        ptx = kernel.asm["ptx"]
+        assert kernel.asm["cubin"], source.fn
+        # Bit-identity with the eager ops needs IEEE steps: no flush of subnormals to
+        # zero, no fused multiply-add (fake_quantize launches with fusion off).
+        assert ".ftz" not in ptx and "fma." not in ptx, source.fn

@@ -1,0 +1,110 @@
+"""Checks lpfl's Triton rounding kernels against the eager ops, value for value.
+
+    TRITON_INTERPRET=1 python tests/triton_kernel_check.py   # CPU, Triton's interpreter
+    python tests/triton_kernel_check.py cuda                  # on a GPU, compiled
+
+``test_triton_round.py`` runs the first in a child process: Triton decides between
+compiling and interpreting when a module's kernels are defined, so interpreted
+kernels cannot share a process with the compiled ones the other tests build.
+``experiments/gpu_session.sh`` runs the second before any timing. Exits non-zero on
+the first difference; prints what it checked.
+"""
+
+import math
+import sys
+
+import numpy as np
+import torch
+
+from lpfl.config import make_config
+from lpfl.engine import run_simulation
+from lpfl.quant import block, triton_round
+
+
+def cases() -> list[tuple[torch.Tensor, str, int]]:
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(6, 5, 3, 3, generator=g) * torch.logspace(-30, 30, 6).view(6, 1, 1, 1)
+    tiny = torch.tensor(
+        [[-(2.0**-127), 1e-45, 0.0], [-(2.0**-126), 1.5 * 2.0**-127, -0.0], [1e-40, -1e-40, 0.0]]
+    )
+    return [
+        (wide, "BC", 0),  # 3x3 kernels from 1e-30 to 1e30
+        (torch.randn(4, 3, 8, 8, generator=g), "tensor", 1),  # a stack of 4 clients
+        (torch.randn(10, 20, generator=g), "BC", 0),  # one exponent per element
+        (torch.randn(3, 12, generator=g), "B", 1),
+        (torch.zeros(5, 9), "BC", 0),  # all-zero blocks: the smallest exponent
+        (torch.tensor([[-0.5, 0.25, 3e-39], [1.0, -2.0, 0.0]]), "B", 0),  # -2^k, subnormal
+        (tiny, "B", 0),  # subnormal maxima on both sides of 2^-127
+        (torch.randn(3, 5000, generator=g) * 1e-3, "B", 0),  # rows longer than one tile
+        (torch.randn(2, 9000, generator=g) * 1e4, "tensor", 1),  # two chunks per row
+    ]
+
+
+def check_values(device: str) -> int:
+    """Every case, word length and rounding: the kernels' values equal the eager ops'."""
+    checked = 0
+    for bits in (2, 4, 6, 8, 12, 16):
+        for rounding in ("stochastic", "nearest"):
+            for x, blk, batch_dims in cases():
+                rows, block_shape = block._rows(x.to(device), blk, batch_dims)
+                noise = block._noise(rows, rounding, torch.Generator(device).manual_seed(1))
+                args = (rows, noise, bits, tuple(x.shape), block_shape)
+                eager, _ = block._fake_quantize(*args)
+                fused, peak = triton_round.fake_quantize(*args)
+                if not torch.equal(eager, fused):
+                    sys.exit(f"values differ: {bits} bits, {rounding}, {blk}, {tuple(x.shape)}")
+                if not bool((peak < math.inf).all()):
+                    sys.exit(f"finite input reported non-finite: {blk}, {tuple(x.shape)}")
+                checked += 1
+    return checked
+
+
+def check_non_finite_rows(device: str) -> None:
+    """A row holding NaN or Inf comes out all NaN with an Inf peak; other rows are untouched."""
+    for width in (100, 5000):  # one tile, and the two-pass kernels
+        x = torch.randn(4, width, generator=torch.Generator().manual_seed(3)).to(device)
+        x[1, 3], x[2, 5] = math.nan, -math.inf
+        rows, block_shape = block._rows(x, "B", 0)
+        with np.errstate(over="ignore", invalid="ignore"):  # Inf and NaN rows, on purpose
+            out, peak = triton_round.fake_quantize(rows, None, 8, tuple(x.shape), block_shape)
+        eager, _ = block._fake_quantize(rows, None, 8, tuple(x.shape), block_shape)
+        bad = torch.tensor([False, True, True, False], device=device)
+        if not (out[bad].isnan().all() and torch.equal(out[~bad], eager[~bad])):
+            sys.exit(f"a non-finite row leaked or a finite one changed (width {width})")
+        if not torch.equal(peak == math.inf, bad):
+            sys.exit(f"peaks do not flag exactly the non-finite rows (width {width})")
+
+
+def check_training(device: str) -> int:
+    """An 8-bit round of the vectorized engine: the same model with kernels and eager ops.
+
+    This runs every rounding role through the dispatch in ``block``: weights and
+    gradients, and activations and errors inside the mapped forward and its backward.
+    """
+    block.TRITON_DEVICES = ("cuda", "cpu")
+    calls = []
+    kernel = triton_round.fake_quantize
+    triton_round.fake_quantize = lambda *args: calls.append(1) or kernel(*args)
+    finals = {}
+    for fused in ("off", "on"):
+        cfg = make_config(
+            dataset="digits", model="mlp", clients=3, participation=1.0, rounds=1, bits=8,
+            local_epochs=1, batch_size=128, engine="vectorized", fused_quant=fused, seed=5,
+            device=device,
+        )  # fmt: skip
+        result = run_simulation(cfg, progress=False, log=lambda _: None)
+        finals[fused] = [(r.test_accuracy, r.test_loss, r.train_loss) for r in result.rounds]
+    if finals["on"] != finals["off"] or not calls:
+        sys.exit(f"training differs with the kernels ({len(calls)} kernel calls): {finals}")
+    return len(calls)
+
+
+if __name__ == "__main__":
+    device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+    n = check_values(device)
+    check_non_finite_rows(device)
+    calls = check_training(device)
+    print(
+        f"triton kernels match eager rounding on {device}: {n} cases, non-finite rows, "
+        f"and a training round ({calls} kernel calls)"
+    )
