@@ -82,6 +82,37 @@ def test_persistent_optimizer_state_and_sgd_match_sequential():
         assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-4
 
 
+def test_optimizer_state_persists_across_changing_participation():
+    """Clients 0-2 in rounds of two: each resumes its own state, whichever rounds it sat out."""
+    spec, data, start = _setup("mlp", (30, 12, 20))
+    policy = PrecisionPolicy.uniform(8, "nearest")
+    trainers = {}
+    for engine in (LocalTrainer, VectorizedTrainer):
+        model = build_model("mlp", spec.channels, spec.size, spec.num_classes)
+        trainers[engine] = engine(
+            model, policy, FedAvg(), ADAM, lambda t: normalize(t, spec), 1, 16,
+            torch.Generator().manual_seed(5),
+        )  # fmt: skip
+    for sampled in ([2, 0], [1, 2], [0, 1], [0, 2]):
+        seq, vec = (
+            t.train_round(sampled, start, [data[k] for k in sampled]) for t in trainers.values()
+        )
+        a, b = FedAvg().aggregate(seq), FedAvg().aggregate(vec)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-4, sampled
+    steps = trainers[VectorizedTrainer].saved["step.classifier.weight"]
+    assert steps.tolist() == [3 * 2, 2 * 1, 3 * 2]  # rounds taken x batches a round
+
+
+def test_a_checkpoint_with_per_client_states_is_refused_clearly():
+    spec, _, _ = _setup("mlp", (1,))
+    trainer = VectorizedTrainer(
+        build_model("mlp", 1, 8, 10), PrecisionPolicy.uniform(8), FedAvg(), ADAM,
+        lambda t: normalize(t, spec), 1, 16, torch.Generator(),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="start the run afresh"):
+        trainer.load_state_dict({"saved": {3: {"step.w": torch.zeros(())}}})
+
+
 def test_inactive_clients_keep_weights_and_optimizer_state():
     params = {"w": torch.ones(3, 2)}
     grads = {"w": torch.full((3, 2), 0.5)}
@@ -142,6 +173,8 @@ def test_a_client_that_blows_up_is_rejected_alone():
     )  # fmt: skip
     results = trainer.train_round([0, 1, 2], start, data)
     assert isinstance(results[1], Rejection) and "NaN" in results[1].reason
+    kept = trainer.state_dict()["saved"]["exp_avg_sq.classifier.weight"]
+    assert kept[[0, 2]].any() and not kept[1].any(), "client 1 keeps its (fresh) state"
     assert all(isinstance(results[j], ClientUpdate) for j in (0, 2))
     assert all(torch.isfinite(v).all() for j in (0, 2) for v in results[j].state.values())
 

@@ -68,7 +68,8 @@ class ClientTrainer:
         self.batch_size = batch_size
         self.generator = generator
         self.persist = persist
-        self.saved: dict[int, Any] = {}  # each client's optimizer state, between rounds
+        # Each client's optimizer state between rounds, in the engine's own layout.
+        self.saved: dict[Any, Any] = {}
         self.num_classes = num_classes(model)
         policy.attach(model, generator)
 
