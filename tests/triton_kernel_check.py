@@ -86,14 +86,16 @@ def check_training(device: str) -> int:
     kernel = triton_round.fake_quantize
     triton_round.fake_quantize = lambda *args: calls.append(1) or kernel(*args)
     finals = {}
-    for fused in ("off", "on"):
+    for fused in ("off", "on", "off again"):  # eager twice: is the device deterministic?
         cfg = make_config(
             dataset="digits", model="mlp", clients=3, participation=1.0, rounds=1, bits=8,
-            local_epochs=1, batch_size=128, engine="vectorized", fused_quant=fused, seed=5,
-            device=device,
+            local_epochs=1, batch_size=128, engine="vectorized", seed=5, device=device,
+            fused_quant=fused.split()[0],
         )  # fmt: skip
         result = run_simulation(cfg, progress=False, log=lambda _: None)
         finals[fused] = [(r.test_accuracy, r.test_loss, r.train_loss) for r in result.rounds]
+    if finals["off again"] != finals["off"]:
+        sys.exit(f"inconclusive: two eager runs differ on {device}, not deterministic: {finals}")
     if finals["on"] != finals["off"] or not calls:
         sys.exit(f"training differs with the kernels ({len(calls)} kernel calls): {finals}")
     return len(calls)
