@@ -33,22 +33,29 @@ def test_kernels_match_eager_rounding_under_the_interpreter():
 
 
 def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
-    """Every kernel as ``fake_quantize`` launches it, including Triton's specialisation
-    of an int argument equal to 1 (rows of one element: a Linear weight in BC blocks)."""
+    """Every kernel as ``fake_quantize`` launches it, with the specialisations Triton makes
+    at launch: an int argument equal to 1 becomes a constant (rows of one element, a
+    Linear weight in BC blocks; a single row, one tensor-wide block) and pointers and
+    ints divisible by 16 are marked so (wide vector loads)."""
     modes = {"BITS": bits, "STOCHASTIC": stochastic}
     rowwise = {"x_ptr": "*fp32", "amax_ptr": "*i32", "C": "i32", "BLOCK": "constexpr"}
     applied = POINTERS | {"C": "i32"} | dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK"], "constexpr")
+    aligned = {(i,): [["tt.divisibility", 16]] for i in range(4)}  # the four pointers
     sources = [
         ASTSource(triton_round._row_max_kernel, rowwise, {"BLOCK": triton_round.CHUNK}),
         ASTSource(triton_round._apply_kernel, applied, modes | {"BLOCK": triton_round.CHUNK}),
+        ASTSource(
+            triton_round._apply_kernel, applied, modes | {"BLOCK": triton_round.CHUNK}, aligned
+        ),
     ]
-    for c in (1, 9, 300, triton_round.TILE):
+    tiled = dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK_R", "BLOCK_C"], "constexpr")
+    for rows, c in ((1000, 1), (1000, 9), (7, 300), (1, triton_round.TILE)):
         block_r, block_c = triton_round.tile_shape(c)
-        width = {"C": 1} if c == 1 else {}
-        signature = POINTERS | {"R": "i32", "C": "constexpr" if c == 1 else "i32"}
-        signature |= dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK_R", "BLOCK_C"], "constexpr")
-        constants = modes | width | {"BLOCK_R": block_r, "BLOCK_C": block_c}
+        ones = {name: 1 for name, n in (("R", rows), ("C", c)) if n == 1}
+        signature = POINTERS | {"R": "i32", "C": "i32"} | dict.fromkeys(ones, "constexpr") | tiled
+        constants = modes | ones | {"BLOCK_R": block_r, "BLOCK_C": block_c}
         sources.append(ASTSource(triton_round._tile_kernel, signature, constants))
+        sources.append(ASTSource(triton_round._tile_kernel, signature, constants, aligned))
     return sources
 
 
