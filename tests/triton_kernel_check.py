@@ -40,10 +40,10 @@ def cases() -> list[tuple[torch.Tensor, str, int]]:
     ]
 
 
-def check_values(device: str) -> int:
+def check_values(device: str, word_lengths: tuple[int, ...]) -> int:
     """Every case, word length and rounding: the kernels' values equal the eager ops'."""
     checked = 0
-    for bits in (2, 4, 6, 8, 12, 16):
+    for bits in word_lengths:
         for rounding in ("stochastic", "nearest"):
             for x, blk, batch_dims in cases():
                 rows, block_shape = block._rows(x.to(device), blk, batch_dims)
@@ -103,7 +103,9 @@ def check_training(device: str) -> int:
 
 if __name__ == "__main__":
     device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-    n = check_values(device)
+    # Each word length compiles its own kernels on a GPU (about 0.5 s each): there, only
+    # the paper's. The interpreter compiles nothing, so the CPU checks them all.
+    n = check_values(device, (4, 6, 8) if device == "cuda" else (2, 4, 6, 8, 12, 16))
     check_non_finite_rows(device)
     calls = check_training(device)
     print(
