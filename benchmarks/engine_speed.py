@@ -42,6 +42,10 @@ ABLATIONS = {
     "8bit_ma_no_tf32": dict(VARIANTS["8bit_ma"], tf32="off"),
     "32bit_tf32": dict(VARIANTS["32bit"], tf32="on"),
 }
+# On CUDA: the vectorized rows again with cuDNN's autotuner on (lpfl leaves it off: it may
+# pick different convolution algorithms from one process to the next). Its first round
+# tunes, so the median shows what it would buy a long run.
+AUTOTUNED = {f"{name}_cudnn_benchmark": variant for name, variant in VARIANTS.items()}
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -131,6 +135,12 @@ def main() -> None:
     for name, variant in (variants | (ABLATIONS if on_cuda else {})).items():
         spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
         save()
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+        for name, variant in AUTOTUNED.items():
+            spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
+            save()
+        torch.backends.cudnn.benchmark = False
     out["8bit_over_32bit_vectorized_train"] = round(
         spr["vectorized_8bit_ma"]["train"] / spr["vectorized_32bit"]["train"], 2
     )
