@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,44 @@ def test_exact_negative_power_of_two_keeps_the_finer_exponent():
     assert block_exponents(x, "tensor").item() == -1
     assert block_quantize(x, 4, "tensor", "nearest").tolist() == [-1.0, 0.25]
     assert block_exponents(torch.tensor([1.0, 0.3]), "tensor").item() == 0
+
+
+def _reference(x: np.ndarray, noise: np.ndarray | None, bits: int) -> np.ndarray:
+    """The paper's formula for rows of one block each, written independently in numpy.
+
+    Exponents from float64 ``frexp`` of each row's largest magnitude (a negative extreme
+    counted one float32 ulp smaller), steps as exact float64 powers of two, rounding
+    half to even or ``floor(m + u)`` with the sum taken in float32 as lpfl takes it.
+    """
+    hi = x.max(axis=1, keepdims=True)
+    neg = np.nextafter(-x.min(axis=1, keepdims=True), np.float32(0))
+    a = np.maximum(hi, neg).astype(np.float64)
+    e = np.where(a > 0, np.frexp(a)[1] - 1, -128).clip(-128, 127)
+    step = np.ldexp(1.0, e - (bits - 2))
+    scaled = x.astype(np.float64) / step  # exact: a power-of-two scaling of a float32
+    if noise is None:
+        m = np.round(scaled)  # numpy rounds half to even
+    else:
+        m = np.floor((scaled.astype(np.float32) + noise).astype(np.float64))
+    m = m.clip(-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    return (m * step).astype(np.float32)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_matches_an_independent_reference(bits, rounding):
+    """Rows from 2^-140 to 2^120 in magnitude, one and many elements per block."""
+    g = torch.Generator().manual_seed(bits)
+    wide = torch.randn(200, 7, generator=g) * torch.exp2(
+        torch.randint(-140, 120, (200, 1), generator=g).float()
+    )
+    wide[:20, 0] = -torch.exp2(torch.randint(-140, 120, (20,), generator=g).float())  # -2^k
+    for x, block in ((wide, "B"), (wide[:, :1], "B"), (wide.flatten()[:300].view(30, 10), "BC")):
+        rows = x if block == "B" else x.reshape(-1, 1)  # BC on a 2-D tensor: one per element
+        noise = None
+        if rounding == "stochastic":
+            noise = torch.rand(rows.shape, generator=torch.Generator().manual_seed(9))
+        gen = torch.Generator().manual_seed(9)
+        ours = block_quantize(x, bits, block, rounding, gen).reshape(rows.shape)
+        ref = _reference(rows.numpy(), None if noise is None else noise.numpy(), bits)
+        np.testing.assert_array_equal(ours.numpy(), ref)

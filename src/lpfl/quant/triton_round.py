@@ -49,11 +49,16 @@ def _key_bits(x):
 
 
 @triton.jit
+def _pow2_normal(e):
+    """2^e for int32 e in [-126, 127]: the float32 whose exponent field is e."""
+    return ((e + 127) << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _pow2(e):
     """Exactly 2^e for int32 e in [-149, 127], as ``block.pow2`` builds it."""
     normal = tl.maximum(e, -126)
-    hi = ((normal + 127) << 23).to(tl.float32, bitcast=True)
-    return hi * ((e - normal + 127) << 23).to(tl.float32, bitcast=True)
+    return _pow2_normal(normal) * _pow2_normal(e - normal)
 
 
 @triton.jit
@@ -64,7 +69,7 @@ def _round(x, u, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
     e = tl.minimum(tl.where(biased > 0, biased - 127, subnormal_e), 127)
     k = (BITS - 2) - e
     half = k >> 1  # arithmetic shift: floor(k / 2), as torch.div(..., "floor")
-    v = x * _pow2(half) * _pow2(k - half)
+    v = x * _pow2_normal(half) * _pow2_normal(k - half)  # both in [-64, 71]: see block._parts
     if STOCHASTIC:
         v = v + u
     m = (v + _ROUND_MAGIC) - _ROUND_MAGIC  # to nearest, ties to even
