@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 triton = pytest.importorskip("triton", reason="Triton ships for Linux x86-64 only (dev extra)")
 from triton.backends.compiler import GPUTarget  # noqa: E402
@@ -71,3 +72,11 @@ def test_kernels_compile_for_the_gpu_without_one(arch, bits, stochastic):
         # Bit-identity with the eager ops needs IEEE steps: no flush of subnormals to
         # zero, no fused multiply-add (fake_quantize launches with fusion off).
         assert ".ftz" not in ptx and "fma." not in ptx, source.fn
+
+
+def test_tensors_past_the_kernels_limits_are_left_to_eager_ops():
+    """Offsets are int32 and a grid's second axis stops at 65535 programs."""
+    meta = {"device": "meta"}
+    assert triton_round.fits(torch.empty(32, 4_194_304, **meta))  # the paper's activations
+    assert not triton_round.fits(torch.empty(1024, 2**21, **meta))  # 2^31 elements
+    assert not triton_round.fits(torch.empty(1, 65536 * triton_round.CHUNK, **meta))
