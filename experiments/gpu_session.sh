@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One GPU slot's work, time-boxed. Run from the repository root on the GPU machine:
 #
-#   [PARTS="kernels bench target table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
+#   [PARTS="kernels profile bench target table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
 #
-# PARTS picks what the slot does, in this order (default: kernels bench target table1):
+# PARTS picks what the slot does, in this order (default: kernels profile bench target table1):
 #   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
 #            (OUT/kernel-check.txt) and milliseconds per call (OUT/rounding-speed.json)
+#   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
 #   bench    engine speed in the paper's setting, FMNIST and CIFAR-10 (issue 3):
 #            OUT/engine-speed-*.json
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
@@ -28,7 +29,7 @@ left() { echo $((budget - (SECONDS - start))); }
 log() { echo "[$(date -u +%T) +$((SECONDS - start))s] $*" | tee -a "$out/session.log"; }
 cap() { local l=$(($(left) - 30)); echo $(($1 < l ? $1 : l)); } # keep 30 s to pack up
 
-parts=" ${PARTS:-kernels bench target table1} "
+parts=" ${PARTS:-kernels profile bench target table1} "
 want() { [[ $parts == *" $1 "* ]]; }
 # Settings every sweep run gets: no checkpoints, and eager rounding if the kernels failed.
 base_extra='checkpoint-every = 0'
@@ -66,6 +67,12 @@ if want kernels; then
     fi
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
+fi
+
+if want profile; then
+    log "profile of one vectorized round"
+    timeout "$(cap 90)" $py benchmarks/step_profile.py >"$out/step-profile.txt" 2>&1 ||
+        log "step profile: exit $?"
 fi
 
 if want bench; then
