@@ -44,6 +44,10 @@ local_spec() {
 sweep_shards() {
     local spec=$1 window=$2 name
     name=$(basename "$spec" .toml)
+    if ((window < 60)); then
+        log "$name: skipped, ${window} s left is too short to finish a run"
+        return
+    fi
     log "$name on FMNIST: $shards shards, ${window} s"
     mkdir -p runs/logs
     for i in $(seq 0 $((shards - 1))); do
