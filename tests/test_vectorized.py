@@ -103,6 +103,24 @@ def test_optimizer_state_persists_across_changing_participation():
     assert steps.tolist() == [3 * 2, 2 * 1, 3 * 2]  # rounds taken x batches a round
 
 
+def test_reset_optimizer_state_matches_sequential_and_keeps_nothing():
+    spec, data, start = _setup("mlp", (30, 12))
+    results, trainers = [], []
+    for engine in (LocalTrainer, VectorizedTrainer):
+        model = build_model("mlp", spec.channels, spec.size, spec.num_classes)
+        trainer = engine(
+            model, PrecisionPolicy.uniform(8, "nearest"), FedAvg(), ADAM,
+            lambda t: normalize(t, spec), 1, 16, torch.Generator().manual_seed(5), persist=False,
+        )  # fmt: skip
+        for _ in range(2):
+            out = trainer.train_round([0, 1], start, data)
+        results.append(FedAvg().aggregate(out))
+        trainers.append(trainer)
+    a, b = results
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-4
+    assert all(t.saved == {} for t in trainers)
+
+
 def test_a_checkpoint_with_per_client_states_is_refused_clearly():
     spec, _, _ = _setup("mlp", (1,))
     trainer = VectorizedTrainer(
