@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # One GPU slot's work, time-boxed. Run from the repository root on the GPU machine:
 #
-#   [PARTS="kernels profile bench target table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
+#   [PARTS="kernels target bench profile"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
 #
-# PARTS picks what the slot does, in this order (default: kernels profile bench target table1):
+# PARTS picks what the slot does, in this order (default: kernels target bench profile,
+# issue 3's measurements, the headline run first):
 #   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
-#            (OUT/kernel-check.txt) and milliseconds per call (OUT/rounding-speed.json)
-#   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
-#   bench    engine speed in the paper's setting, FMNIST and CIFAR-10 (issue 3):
-#            OUT/engine-speed-*.json
+#            (OUT/kernel-check.txt) and milliseconds per call (OUT/rounding-speed.json);
+#            if the values check fails, the runs of target and the sweeps round eagerly
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
+#   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
+#            fmnist), vectorized rows and ablations first (issue 3): OUT/engine-speed-*.json
+#   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
 #   table1   Table 1 priority runs, FMNIST first (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
 # The sweeps run on SHARDS parallel processes and start no run that would not end
@@ -29,7 +31,7 @@ left() { echo $((budget - (SECONDS - start))); }
 log() { echo "[$(date -u +%T) +$((SECONDS - start))s] $*" | tee -a "$out/session.log"; }
 cap() { local l=$(($(left) - 30)); echo $(($1 < l ? $1 : l)); } # keep 30 s to pack up
 
-parts=" ${PARTS:-kernels profile bench target table1} "
+parts=" ${PARTS:-kernels target bench profile} "
 want() { [[ $parts == *" $1 "* ]]; }
 # Settings every sweep run gets: no checkpoints, and eager rounding if the kernels failed.
 base_extra='checkpoint-every = 0'
@@ -73,14 +75,18 @@ if want kernels; then
         2>>"$out/session.log" || log "rounding speed: exit $?"
 fi
 
-if want profile; then
-    log "profile of one vectorized round"
-    timeout "$(cap 90)" $py benchmarks/step_profile.py >"$out/step-profile.txt" 2>&1 ||
-        log "step profile: exit $?"
+spec=$(local_spec table1-priority)
+if want target; then
+    log "CIFAR-10, 200 rounds, 8 bits + moving average, alpha 0.04, seed 0"
+    t0=$SECONDS
+    timeout "$(cap "${TARGET_CAP:-400}")" $py -m lpfl sweep "$spec" --quiet \
+        --only dataset=cifar10 --only alpha=0.04 --only bits=8 --only moving-average=0.9 \
+        --only seed=0 >>"$out/session.log" 2>&1
+    log "CIFAR-10 200-round run: exit $?, wall $((SECONDS - t0)) s including start-up"
 fi
 
 if want bench; then
-    for ds in fmnist cifar10; do
+    for ds in ${BENCH_DATASETS:-cifar10 fmnist}; do
         log "engine speed, $ds"
         timeout "$(cap "${BENCH_CAP:-150}")" $py benchmarks/engine_speed.py --paper "$ds" \
             --data-dir "$data" --rounds 6 --sequential-rounds 3 \
@@ -89,14 +95,10 @@ if want bench; then
     done
 fi
 
-spec=$(local_spec table1-priority)
-if want target; then
-    log "CIFAR-10, 200 rounds, 8 bits + moving average, alpha 0.04, seed 0"
-    t0=$SECONDS
-    timeout "$(cap "${TARGET_CAP:-240}")" $py -m lpfl sweep "$spec" --quiet \
-        --only dataset=cifar10 --only alpha=0.04 --only bits=8 --only moving-average=0.9 \
-        --only seed=0 >>"$out/session.log" 2>&1
-    log "CIFAR-10 200-round run: exit $?, wall $((SECONDS - t0)) s including start-up"
+if want profile; then
+    log "profile of one vectorized round"
+    timeout "$(cap 90)" $py benchmarks/step_profile.py >"$out/step-profile.txt" 2>&1 ||
+        log "step profile: exit $?"
 fi
 
 sweeps=$( (want table1 && echo 1; want methods && echo 1) | wc -l)
