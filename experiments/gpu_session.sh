@@ -11,7 +11,7 @@
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
-#            fmnist), vectorized rows and ablations first (issue 3): OUT/engine-speed-*.json
+#            fmnist), GPU ablations after the engine pairs (issue 3): OUT/engine-speed-*.json
 #   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
 #   table1   Table 1 priority runs, FMNIST first (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
