@@ -131,6 +131,34 @@ def test_a_checkpoint_with_per_client_states_is_refused_clearly():
         trainer.load_state_dict({"saved": {3: {"step.w": torch.zeros(())}}})
 
 
+@pytest.mark.parametrize("sizes", [(40, 7, 23, 16), (5, 0, 2), (32, 32), (1,)])
+def test_schedule_cuts_each_clients_permutation_into_padded_batches(sizes):
+    """The batch plan, checked against a plain loop over each client's permutation."""
+    trainer = VectorizedTrainer(
+        build_model("mlp", 1, 8, 10), PrecisionPolicy.uniform(8), FedAvg(), ADAM,
+        lambda t: t.float(), 2, 16, torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    plan = trainer._schedule(list(sizes), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)  # the same draws, in the same order
+    orders = [[torch.randperm(n, generator=gen) for _ in range(2)] for n in sizes]
+    steps, offset = max(-(-n // 16) for n in sizes), 0
+    for j, n in enumerate(sizes):
+        for e, (index, weight) in enumerate(plan):
+            assert index.shape == weight.shape == (steps, len(sizes), 16)
+            batches = [c for c in orders[j][e].split(16) if len(c)]  # no batch from no data
+            for s in range(steps):
+                if s < len(batches):
+                    real = len(batches[s])
+                    expected = offset + batches[s][torch.arange(16) % real]
+                    assert torch.equal(index[s, j], expected)
+                    assert weight[s, j].tolist() == [1.0] * real + [0.0] * (16 - real)
+                else:  # idle: any valid sample, no weight
+                    assert not weight[s, j].any() and bool(
+                        (index[s, j] == (offset if n else 0)).all()
+                    )
+        offset += n
+
+
 def test_inactive_clients_keep_weights_and_optimizer_state():
     params = {"w": torch.ones(3, 2)}
     grads = {"w": torch.full((3, 2), 0.5)}

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
+from torch.nn.utils.rnn import pad_sequence
 
 from ..algorithms import ClientUpdate, Inputs, State
 from ..models import head_forward
@@ -139,16 +140,20 @@ class VectorizedTrainer(ClientTrainer):
             for n in sizes
         ]
         steps = max(math.ceil(n / b) for n in sizes)
-        offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        n = torch.tensor(sizes)
+        offsets = n.cumsum(0) - n
+        idle = torch.where(n > 0, offsets, 0)  # an idle step reads any valid sample
+        s = torch.arange(steps).view(-1, 1, 1)
+        t = torch.arange(b)
+        real = (n.view(1, -1, 1) - s * b).clamp(0, b)  # (steps, K, 1): samples in batch s
+        pos = s * b + t % real.clamp(min=1)  # a short batch repeats its own samples
+        weight = (t < real).float()
         epochs = []
         for e in range(self.local_epochs):
-            index = torch.zeros(steps, len(sizes), b, dtype=torch.long)
-            weight = torch.zeros(steps, len(sizes), b)
-            for j, (n, offset) in enumerate(zip(sizes, offsets, strict=True)):
-                for s, batch in enumerate(orders[j][e].split(b)):
-                    index[s, j] = offset + batch[torch.arange(b) % len(batch)]
-                    weight[s, j, : len(batch)] = 1
-                index[math.ceil(n / b) :, j] = offset if n else 0  # idle steps: any valid sample
+            perms = pad_sequence([order[e] for order in orders], batch_first=True)
+            picked = perms.gather(1, pos.clamp(max=perms.shape[1] - 1).transpose(0, 1).flatten(1))
+            sample = offsets.view(1, -1, 1) + picked.view(len(sizes), steps, b).transpose(0, 1)
+            index = torch.where(real > 0, sample, idle.view(1, -1, 1))
             epochs.append((index.to(device), weight.to(device)))
         return epochs
 
