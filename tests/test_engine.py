@@ -13,7 +13,7 @@ from lpfl.data import DATASETS, load_dataset, normalize
 from lpfl.engine import ClientData, DivergenceError, LocalTrainer, OptimizerSpec, run_simulation
 from lpfl.models import build_model
 from lpfl.quant import PrecisionPolicy, block_exponents
-from lpfl.wire import encode
+from lpfl.wire import encode_many
 
 
 def _quiet(cfg):
@@ -162,14 +162,11 @@ def test_wire_bytes_are_counted_in_both_directions(tiny):
 def test_corrupted_uploads_are_rejected_and_the_run_goes_on(tmp_path, tiny, monkeypatch, caplog):
     import lpfl.engine.loop as loop
 
-    calls = {"n": 0}
+    def flaky(states, fmt):
+        first, *rest = encode_many(states, fmt)
+        return [first[:-10], *rest]  # every round's first upload
 
-    def flaky(state, fmt):
-        calls["n"] += 1
-        payload = encode(state, fmt)
-        return payload[:-10] if calls["n"] % 3 == 1 else payload  # every round's first upload
-
-    monkeypatch.setattr(loop, "encode", flaky)
+    monkeypatch.setattr(loop, "encode_many", flaky)
     out = tmp_path / "run"
     rec = _quiet(make_config(**tiny, out=str(out)))
     assert [r.rejected for r in rec.rounds] == [1, 1, 1]

@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from lpfl.models import build_model
 from lpfl.quant import BLOCK_MODES, block_decompose, block_quantize
-from lpfl.wire import WireError, WireFormat, decode, encode, fp32_bytes
+from lpfl.wire import WireError, WireFormat, decode, encode, encode_many, fp32_bytes
 from lpfl.wire.frame import OVERHEAD, seal
 
 ALL_BITS = [*range(2, 17), 32]
@@ -329,3 +329,71 @@ def test_absurd_declared_sizes_are_refused(compression):
     body = {"none": b"", "zlib": zlib.compress(b""), "lzma": lzma.compress(b"")}[compression]
     with pytest.raises(WireError, match="inconsistent with the header"):
         decode(_message(entries, body, compression))
+
+
+def _round_of_clients(k: int = 4) -> list[dict[str, torch.Tensor]]:
+    """k client models alike in layout, with an int buffer, a scalar and an empty tensor."""
+    g = torch.Generator().manual_seed(11)
+    model = build_model("convnet", 1, 28, 10, width=0.125).state_dict()
+    states = []
+    for _ in range(k):
+        state = {n: t + 0.01 * torch.randn(t.shape, generator=g) for n, t in model.items()}
+        state |= {
+            "steps": torch.tensor(7, dtype=torch.int64),
+            "scale": torch.tensor(0.3),
+            "empty": torch.zeros(0, 4),
+        }
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        WireFormat(bits=8, block="BC"),
+        WireFormat(bits=6, block="B"),
+        WireFormat(bits=5, block="tensor", compression="zlib"),
+        WireFormat(),
+        WireFormat(float_dtype="float16"),
+    ],
+)
+def test_encoding_many_clients_at_once_gives_each_its_own_bytes(fmt, monkeypatch):
+    import lpfl.wire.message as message
+
+    states = _round_of_clients()
+    alone = [encode(s, fmt) for s in states]
+    calls = []
+    stacked = message.encode_stacked
+    monkeypatch.setattr(
+        message, "encode_stacked", lambda n, t, *a: calls.append(len(t)) or stacked(n, t, *a)
+    )
+    assert encode_many(states, fmt) == alone
+    assert calls == [len(states)] * len(states[0]), "one call per tensor, for all clients"
+
+
+def test_a_client_that_cannot_be_sent_gets_its_own_error():
+    states = _round_of_clients()
+    states[1]["features.0.weight"][0, 0, 0, 0] = math.nan
+    states[2]["scale"] = torch.tensor(1e6)  # overflows float16
+    for fmt in (WireFormat(bits=8), WireFormat(float_dtype="float16")):
+        got = encode_many(states, fmt)
+        for state, result in zip(states, got, strict=True):
+            try:
+                expected: bytes | str = encode(state, fmt)
+            except WireError as exc:
+                expected = str(exc)
+            assert (result if isinstance(result, bytes) else str(result)) == expected
+        assert isinstance(got[1], WireError) and isinstance(got[0], bytes)
+
+
+def test_models_that_do_not_line_up_and_stochastic_rounding_go_one_by_one():
+    states = _round_of_clients(3)
+    states[2]["features.0.weight"] = states[2]["features.0.weight"][:1]  # a narrower model
+    fmt = WireFormat(bits=8)
+    assert encode_many(states, fmt) == [encode(s, fmt) for s in states]
+    stochastic = WireFormat(bits=4, rounding="stochastic")
+    same = _round_of_clients(2)
+    torch.manual_seed(3)
+    many = encode_many(same, stochastic)
+    torch.manual_seed(3)
+    assert many == [encode(s, stochastic) for s in same]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, load_dataset, normalize, summarize_partition
-from ..wire import WireError, decode, encode, fp32_bytes
+from ..wire import decode, encode_many, fp32_bytes
 from . import checkpoint, numerics, setup
 from .evaluate import evaluate
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
@@ -173,14 +173,15 @@ def _run(
             replies, dropped = [], []
             with numerics.tensor_cores(tf32):
                 results = trainer.train_round(sampled, start, [clients[k] for k in sampled])
+            updates = [r.state for r in results if not isinstance(r, Rejection)]
+            payloads = iter(encode_many(updates, uplink))  # in the order of ``results``
             for result in results:
-                try:
-                    if isinstance(result, Rejection):  # one client must not end the run
-                        raise DivergenceError(result.reason)
-                    payload = encode(result.state, uplink)
-                except (DivergenceError, WireError) as exc:
-                    logger.warning("round %d: client %d dropped: %s", rnd, result.client, exc)
-                    dropped.append(Rejection(result.client, str(exc)))
+                # A client whose training blew up, or whose update cannot be sent, is
+                # dropped: one client must not end the run.
+                payload = result.reason if isinstance(result, Rejection) else next(payloads)
+                if not isinstance(payload, bytes):
+                    logger.warning("round %d: client %d dropped: %s", rnd, result.client, payload)
+                    dropped.append(Rejection(result.client, str(payload)))
                     continue
                 if on_upload is not None:
                     on_upload(rnd, result.client, payload)

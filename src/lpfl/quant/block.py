@@ -50,8 +50,9 @@ def block_dims(ndim: int, block: str, batch_dims: int = 0) -> tuple[int, ...]:
     return tuple(d + batch_dims for d in dims)
 
 
-def _raise_non_finite(x: Tensor) -> None:
-    raise NonFiniteError(f"cannot quantize a tensor of shape {tuple(x.shape)} holding NaN or Inf")
+def non_finite(shape: tuple[int, ...]) -> NonFiniteError:
+    """The error for a tensor of this shape that holds NaN or Inf."""
+    return NonFiniteError(f"cannot quantize a tensor of shape {tuple(shape)} holding NaN or Inf")
 
 
 def _rows(x: Tensor, block: str, batch_dims: int) -> tuple[Tensor, tuple[int, ...]]:
@@ -248,7 +249,7 @@ def block_quantize(
     args = (rows, noise, bits, x.shape, block_shape)
     out, peak = _fused_quantize(*args) if _fused["on"] else _fake_quantize(*args)
     if check and not bool((peak < math.inf).all()):  # False for NaN and Inf
-        _raise_non_finite(x)
+        raise non_finite(x.shape)
     return out.to(x.dtype)
 
 
@@ -272,19 +273,23 @@ def block_decompose(
     block: str = "BC",
     rounding: str = "stochastic",
     generator: torch.Generator | None = None,
+    batch_dims: int = 0,
+    check: bool = True,
 ) -> BlockQuantized:
     """Quantize x and return integer mantissas and per-block exponents.
 
     ``block_decompose(x, ...).dequantize()`` is bit-identical to ``block_quantize``
-    with the same generator state.
+    with the same generator state. ``batch_dims`` and ``check`` work as there: the wire
+    encoder decomposes every client's copy of a tensor in one call and drops a
+    client whose slice is not finite itself.
     """
     if check_bits(bits) == 32:
         raise ValueError("full precision (bits=32) has no block floating point representation")
     x = x.detach().float()
-    rows, block_shape = _rows(x, block, 0)
+    rows, block_shape = _rows(x, block, batch_dims)
     m, e, _, peak = _parts(rows, _noise(rows, rounding, generator), bits)
-    if not bool((peak < math.inf).all()):
-        _raise_non_finite(x)
+    if check and not bool((peak < math.inf).all()):
+        raise non_finite(x.shape)
     m, e = m.reshape(x.shape), e.reshape(block_shape)
     int_dtype = torch.int8 if bits <= 8 else torch.int16
     return BlockQuantized(m.to(int_dtype), e.to(torch.int8), bits, block)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from .codec import decode_tensor, encode_tensor
+from .codec import Encoded, decode_tensor, encode_stacked, encode_tensor
 from .compression import compress, decompress
 from .errors import WireError
 from .format import WireFormat
@@ -24,14 +24,49 @@ def encode(
     With stochastic rounding, ``generator`` makes the message reproducible: tensors
     draw from it in order, exactly as ``block_quantize`` calls would.
     """
-    specs: list[TensorSpec] = []
-    chunks: list[bytes] = []
-    for name, tensor in tensors.items():
-        spec, tensor_chunks = encode_tensor(name, tensor, fmt, generator)
-        specs.append(spec)
-        chunks.extend(tensor_chunks)
-    header = Header(fmt.compression, tuple(specs))
-    return seal(header.to_bytes(), compress(b"".join(chunks), fmt.compression))
+    return _message([encode_tensor(name, t, fmt, generator) for name, t in tensors.items()], fmt)
+
+
+def encode_many(states: Sequence[Mapping[str, Tensor]], fmt: WireFormat) -> list[bytes | WireError]:
+    """``encode(state, fmt)`` for every state, byte for byte, or the WireError it would raise.
+
+    A round's client models share their tensors' names, shapes and device, so each
+    tensor is encoded for all of them at once (``encode_stacked``). One client whose
+    update cannot be sent gets its error in its place; the others are unaffected.
+    Models that do not line up (sub-models of different widths), and stochastic
+    rounding (whose noise would be drawn in another order), go one by one.
+    """
+    if fmt.rounding != "nearest" or not _aligned(states):
+        return [_attempt(state, fmt) for state in states]
+    names = list(states[0])
+    columns = [encode_stacked(n, torch.stack([s[n] for s in states]), fmt, None) for n in names]
+    messages: list[bytes | WireError] = []
+    for parts in zip(*columns, strict=True):
+        error = next((p for p in parts if isinstance(p, WireError)), None)
+        messages.append(error or _message(parts, fmt))  # type: ignore[arg-type]
+    return messages
+
+
+def _attempt(state: Mapping[str, Tensor], fmt: WireFormat) -> bytes | WireError:
+    try:
+        return encode(state, fmt)
+    except WireError as exc:
+        return exc
+
+
+def _aligned(states: Sequence[Mapping[str, Tensor]]) -> bool:
+    """Whether the states list the same tensors, in the same order, alike in shape,
+    dtype and device."""
+    if len(states) < 2:
+        return False
+    first = [(n, t.shape, t.dtype, t.device) for n, t in states[0].items()]
+    return all([(n, t.shape, t.dtype, t.device) for n, t in s.items()] == first for s in states)
+
+
+def _message(parts: Sequence[Encoded], fmt: WireFormat) -> bytes:
+    header = Header(fmt.compression, tuple(spec for spec, _ in parts))
+    body = b"".join(chunk for _, chunks in parts for chunk in chunks)
+    return seal(header.to_bytes(), compress(body, fmt.compression))
 
 
 def decode(
