@@ -6,7 +6,8 @@
 # PARTS picks what the slot does, in this order (default: kernels target bench profile,
 # issue 3's measurements, the headline run first):
 #   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
-#            (OUT/kernel-check.txt) and milliseconds per call (OUT/rounding-speed.json);
+#            (in OUT/session.log) and milliseconds per call (OUT/rounding-speed.json);
+#            and a round's uplink encoding, one by one vs together (OUT/encode-many-speed.json);
 #            if the values check fails, the runs of target and the sweeps round eagerly
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
@@ -18,6 +19,7 @@
 # The sweeps run on SHARDS parallel processes and start no run that would not end
 # inside the budget; with both, table1 and methods split what is left of the slot.
 #
+# At most 8 files come back from a slot: these parts write 7 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every
 # client's optimizer state (about 200 MB for the ConvNet), more than a slot returns, so a
 # run cut off midway is lost either way.
@@ -64,15 +66,18 @@ $py -c "import torch, lpfl; print('torch', torch.__version__)" 2>&1 | tee -a "$o
 
 if want kernels; then
     log "Triton rounding kernels: values, then speed"
-    timeout "$(cap 90)" $py tests/triton_kernel_check.py cuda >"$out/kernel-check.txt" 2>&1
+    timeout "$(cap 90)" $py tests/triton_kernel_check.py cuda >/tmp/kernel-check.txt 2>&1
     rc=$?
-    log "kernel check: exit $rc ($(tail -n 1 "$out/kernel-check.txt"))"
+    cat /tmp/kernel-check.txt >>"$out/session.log"
+    log "kernel check: exit $rc ($(tail -n 1 /tmp/kernel-check.txt))"
     if ((rc != 0)); then # no sweep result may rest on kernels that failed their check
         base_extra+=$'\nfused-quant = "off"'
         log "sweeps round with eager ops"
     fi
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
+    timeout "$(cap 60)" $py benchmarks/encode_many_speed.py --device cuda \
+        >"$out/encode-many-speed.json" 2>>"$out/session.log" || log "encode_many speed: exit $?"
 fi
 
 spec=$(local_spec table1-priority)
