@@ -397,3 +397,11 @@ def test_models_that_do_not_line_up_and_stochastic_rounding_go_one_by_one():
     many = encode_many(same, stochastic)
     torch.manual_seed(3)
     assert many == [encode(s, stochastic) for s in same]
+
+
+def test_a_tensor_no_client_can_send_fails_each_client_as_encode_would():
+    states = [{"w": torch.ones(3), "z": torch.zeros(2, dtype=torch.complex64)} for _ in range(3)]
+    got = encode_many(states, WireFormat(bits=8))
+    with pytest.raises(WireError) as alone:
+        encode(states[0], WireFormat(bits=8))
+    assert [str(e) for e in got] == [str(alone.value)] * 3

@@ -38,13 +38,20 @@ def encode_many(states: Sequence[Mapping[str, Tensor]], fmt: WireFormat) -> list
     """
     if fmt.rounding != "nearest" or not _aligned(states):
         return [_attempt(state, fmt) for state in states]
-    names = list(states[0])
-    columns = [encode_stacked(n, torch.stack([s[n] for s in states]), fmt, None) for n in names]
+    columns = [_column(name, [s[name] for s in states], fmt) for name in states[0]]
     messages: list[bytes | WireError] = []
     for parts in zip(*columns, strict=True):
         error = next((p for p in parts if isinstance(p, WireError)), None)
         messages.append(error or _message(parts, fmt))  # type: ignore[arg-type]
     return messages
+
+
+def _column(name: str, tensors: list[Tensor], fmt: WireFormat) -> list[Encoded | WireError]:
+    """One tensor of every state; what no state can send (a dtype the wire lacks) fails all."""
+    try:
+        return encode_stacked(name, torch.stack(tensors), fmt, None)
+    except WireError as exc:
+        return [exc] * len(tensors)
 
 
 def _attempt(state: Mapping[str, Tensor], fmt: WireFormat) -> bytes | WireError:
