@@ -7,7 +7,7 @@
 # issue 3's measurements, the headline run first):
 #   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
 #            (in OUT/session.log) and milliseconds per call (OUT/rounding-speed.json);
-#            and a round's uplink encoding, one by one vs together (OUT/encode-many-speed.json);
+#            and a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json);
 #            if the values check fails, the runs of target and the sweeps round eagerly
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
@@ -76,8 +76,8 @@ if want kernels; then
     fi
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
-    timeout "$(cap 60)" $py benchmarks/encode_many_speed.py --device cuda \
-        >"$out/encode-many-speed.json" 2>>"$out/session.log" || log "encode_many speed: exit $?"
+    timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \
+        >"$out/wire-round-speed.json" 2>>"$out/session.log" || log "wire round speed: exit $?"
 fi
 
 spec=$(local_spec table1-priority)

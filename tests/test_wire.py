@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from lpfl.models import build_model
 from lpfl.quant import BLOCK_MODES, block_decompose, block_quantize
-from lpfl.wire import WireError, WireFormat, decode, encode, encode_many, fp32_bytes
+from lpfl.wire import WireError, WireFormat, decode, decode_many, encode, encode_many, fp32_bytes
 from lpfl.wire.frame import OVERHEAD, seal
 
 ALL_BITS = [*range(2, 17), 32]
@@ -405,3 +405,42 @@ def test_a_tensor_no_client_can_send_fails_each_client_as_encode_would():
     with pytest.raises(WireError) as alone:
         encode(states[0], WireFormat(bits=8))
     assert [str(e) for e in got] == [str(alone.value)] * 3
+
+
+def _decoded_alone(payload: bytes, expected=None) -> dict[str, torch.Tensor] | str:
+    try:
+        return decode(payload, expected)
+    except WireError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(
+    "fmt", [WireFormat(bits=8), WireFormat(bits=6, block="B"), WireFormat(float_dtype="float16")]
+)
+def test_decoding_many_messages_at_once_gives_each_its_own_tensors(fmt, monkeypatch):
+    import lpfl.wire.message as message
+
+    states = _round_of_clients(4)
+    narrow = dict(states[3]) | {"features.0.weight": states[3]["features.0.weight"][:1]}
+    payloads = [encode(s, fmt) for s in states[:3]] + [encode(narrow, fmt)]
+    entry = [["x", [2], "float32", "raw"]]
+    fine, nan = (_message(entry, np.array([1.0, v], dtype="<f4").tobytes()) for v in (2, math.nan))
+    payloads += [payloads[0][:-10], fine, nan, fine]
+    calls = []
+    stacked = message.decode_stacked
+    monkeypatch.setattr(
+        message, "decode_stacked", lambda spec, ds: calls.append(len(ds)) or stacked(spec, ds)
+    )
+    got = decode_many(payloads, [None] * len(payloads))
+    made = list(calls)  # what decode_many did; decoding each alone below adds to the spy
+    for payload, result in zip(payloads, got, strict=True):
+        alone = _decoded_alone(payload)
+        if isinstance(alone, str):
+            assert isinstance(result, WireError) and str(result) == alone
+        else:
+            assert list(result) == list(alone)
+            assert all(torch.equal(result[n], alone[n]) for n in alone)
+    layout = len(states[0])
+    assert made[:layout] == [3] * layout, "the three aligned messages decode together"
+    assert made[-1] == 3, "and the three raw ones, the one holding NaN refused alone"
+    assert isinstance(got[-2], WireError) and isinstance(got[-1], dict)

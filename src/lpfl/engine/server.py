@@ -18,7 +18,7 @@ import torch
 
 from ..algorithms import Algorithm, ClientUpdate, State, SubModelAlgorithm
 from ..algorithms.server_optimizers import ServerOptimizer, ServerSGD
-from ..wire import WireError, WireFormat, decode, encode
+from ..wire import WireError, WireFormat, decode, decode_many, encode
 from .messages import ClientReply, DivergenceError, Rejection
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,10 @@ class Server:
         """Decode and check each reply; a malformed one is rejected with its reason."""
         accepted: list[ClientUpdate] = []
         rejected: list[Rejection] = []
-        for reply in replies:
-            try:
-                state = decode(reply.payload, expected=self.expected_shapes(reply.client))
-            except WireError as exc:
-                log.warning("client %d: update rejected: %s", reply.client, exc)
-                rejected.append(Rejection(reply.client, str(exc)))
+        for reply, state in zip(replies, self._decode(replies), strict=True):
+            if isinstance(state, WireError):
+                log.warning("client %d: update rejected: %s", reply.client, state)
+                rejected.append(Rejection(reply.client, str(state)))
                 continue
             accepted.append(
                 ClientUpdate(
@@ -66,6 +64,22 @@ class Server:
                 )
             )
         return accepted, rejected
+
+    def _decode(self, replies: Sequence[ClientReply]) -> list[State | WireError]:
+        """Each reply's state, or why it cannot be used (a client not asked this round
+        has no expected shapes); the round's messages are decoded together."""
+        results: list[State | WireError] = []
+        placed: list[tuple[int, dict[str, tuple[int, ...]]]] = []
+        for i, reply in enumerate(replies):
+            try:
+                placed.append((i, self.expected_shapes(reply.client)))
+                results.append({})
+            except WireError as exc:
+                results.append(exc)
+        states = decode_many([replies[i].payload for i, _ in placed], [s for _, s in placed])
+        for (i, _), state in zip(placed, states, strict=True):
+            results[i] = state
+        return results
 
     def expected_shapes(self, client: int) -> dict[str, tuple[int, ...]]:
         """The global shapes, or the sub-model a HeteroFL/SplitMix client was asked to train."""

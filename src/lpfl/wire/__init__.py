@@ -7,6 +7,14 @@ it cannot trust is refused with a :class:`WireError`.
 
 from .errors import WireError
 from .format import WireFormat
-from .message import decode, encode, encode_many, fp32_bytes
+from .message import decode, decode_many, encode, encode_many, fp32_bytes
 
-__all__ = ["WireError", "WireFormat", "decode", "encode", "encode_many", "fp32_bytes"]
+__all__ = [
+    "WireError",
+    "WireFormat",
+    "decode",
+    "decode_many",
+    "encode",
+    "encode_many",
+    "fp32_bytes",
+]

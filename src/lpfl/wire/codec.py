@@ -8,6 +8,7 @@ everything else (and every float at full precision) travels as plain values.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -99,26 +100,38 @@ def _raw(spec: TensorSpec, values: Tensor) -> list[Encoded | WireError]:
 
 
 def decode_tensor(spec: TensorSpec, data: memoryview) -> Tensor:
-    """The tensor for ``spec`` from exactly ``spec.body_size`` bytes."""
+    """The tensor for ``spec`` from exactly ``spec.body_size`` bytes (raises WireError)."""
+    (tensor,) = decode_stacked(spec, [data])
+    if isinstance(tensor, WireError):
+        raise tensor
+    return tensor
+
+
+def decode_stacked(spec: TensorSpec, datas: Sequence[memoryview]) -> list[Tensor | WireError]:
+    """``decode_tensor`` for the same tensor of several messages, in one go.
+
+    The server receives a round's updates with the same layout: their values are
+    unpacked per message, then scaled (or cast and checked) once for all, so a round
+    costs a few ops per tensor rather than per tensor and client. A message whose
+    values are NaN/Inf gets its own WireError. The tensors returned are slices of
+    one stack: read them, do not write to them.
+    """
+    k = len(datas)
     fmt = spec.bfp_format
     if fmt is None:
-        return _decode_raw(spec, data)
+        wire = np.stack([np.frombuffer(d, numpy_dtype(spec.wire_dtype), spec.numel) for d in datas])
+        native = wire.astype(wire.dtype.newbyteorder("="), copy=False)  # stack made it writable
+        tensors = torch.from_numpy(native).reshape(k, *spec.shape).to(torch_dtype(spec.dtype))
+        ok = _finite(tensors) if tensors.is_floating_point() else [True] * k
+        error = WireError(f"tensor {spec.name!r} holds NaN or Inf")
+        return [t if fine else error for t, fine in zip(tensors, ok, strict=True)]
     bits, block = fmt
-    exponents = np.frombuffer(data, np.int8, spec.blocks).copy()
-    mantissas = unpack_signed(data[spec.blocks :], bits, spec.numel)
+    exponents = np.stack([np.frombuffer(d, np.int8, spec.blocks) for d in datas])
+    mantissas = np.stack([unpack_signed(d[spec.blocks :], bits, spec.numel) for d in datas])
     quantized = BlockQuantized(
-        torch.from_numpy(mantissas).reshape(spec.shape),
-        torch.from_numpy(exponents).reshape(spec.exponent_shape),
+        torch.from_numpy(mantissas).reshape(k, *spec.shape),
+        torch.from_numpy(exponents).reshape(k, *spec.exponent_shape),
         bits,
         block,
     )
-    return quantized.dequantize()
-
-
-def _decode_raw(spec: TensorSpec, data: memoryview) -> Tensor:
-    wire = np.frombuffer(data, numpy_dtype(spec.wire_dtype), spec.numel)
-    native = wire.astype(wire.dtype.newbyteorder("="))  # a writable copy torch can own
-    tensor = torch.from_numpy(native).reshape(spec.shape).to(torch_dtype(spec.dtype))
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        raise WireError(f"tensor {spec.name!r} holds NaN or Inf")
-    return tensor
+    return list(quantized.dequantize())  # finite by construction

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .codec import Encoded, decode_tensor, encode_stacked, encode_tensor
+from .codec import Encoded, decode_stacked, encode_stacked, encode_tensor
 from .compression import compress, decompress
 from .errors import WireError
 from .format import WireFormat
@@ -85,18 +85,58 @@ def decode(
     before any value is read, so a message for another model is refused cheaply.
     Raises WireError, never returns a partial or unchecked result.
     """
+    (tensors,) = decode_many([payload], [expected])
+    if isinstance(tensors, WireError):
+        raise tensors
+    return tensors
+
+
+def decode_many(
+    payloads: Sequence[bytes], expected: Sequence[Mapping[str, tuple[int, ...]] | None]
+) -> list[dict[str, Tensor] | WireError]:
+    """``decode`` for each payload (with its own ``expected``), or the WireError it would raise.
+
+    Every message is unsealed and checked on its own; those with the same layout then
+    have each tensor's values decoded together (``decode_stacked``). Tensors of one
+    layout are slices of shared stacks: read them, do not write to them.
+    """
+    results: list[dict[str, Tensor] | WireError] = []
+    layouts: dict[tuple[TensorSpec, ...], list[int]] = {}
+    bodies: dict[int, memoryview] = {}
+    for i, (payload, shapes) in enumerate(zip(payloads, expected, strict=True)):
+        try:
+            header, bodies[i] = _open(payload, shapes)
+        except WireError as exc:
+            results.append(exc)
+            continue
+        results.append({})
+        layouts.setdefault(header.tensors, []).append(i)
+    for specs, members in layouts.items():
+        offset = 0
+        for spec in specs:
+            size = spec.body_size
+            column = decode_stacked(spec, [bodies[i][offset : offset + size] for i in members])
+            for i, tensor in zip(members, column, strict=True):
+                decoded = results[i]
+                if isinstance(decoded, WireError):  # its first bad tensor already said why
+                    continue
+                if isinstance(tensor, WireError):
+                    results[i] = tensor
+                else:
+                    decoded[spec.name] = tensor
+            offset += size
+    return results
+
+
+def _open(
+    payload: bytes, expected: Mapping[str, tuple[int, ...]] | None
+) -> tuple[Header, memoryview]:
+    """The header and raw body of one message, every check but the values' done."""
     header_bytes, packed_body = unseal(payload)
     header = Header.from_bytes(header_bytes)
     if expected is not None:
         _check_expected(header.tensors, expected)
-    body = decompress(packed_body, header.compression, header.body_size)
-    tensors: dict[str, Tensor] = {}
-    offset = 0
-    for spec in header.tensors:
-        size = spec.body_size
-        tensors[spec.name] = decode_tensor(spec, body[offset : offset + size])
-        offset += size
-    return tensors
+    return header, decompress(packed_body, header.compression, header.body_size)
 
 
 def _check_expected(specs: tuple[TensorSpec, ...], expected: Mapping[str, tuple[int, ...]]) -> None:
