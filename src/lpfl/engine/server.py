@@ -68,18 +68,17 @@ class Server:
     def _decode(self, replies: Sequence[ClientReply]) -> list[State | WireError]:
         """Each reply's state, or why it cannot be used (a client not asked this round
         has no expected shapes); the round's messages are decoded together."""
-        results: list[State | WireError] = []
-        placed: list[tuple[int, dict[str, tuple[int, ...]]]] = []
-        for i, reply in enumerate(replies):
+        expected: list[dict[str, tuple[int, ...]] | WireError] = []
+        for reply in replies:
             try:
-                placed.append((i, self.expected_shapes(reply.client)))
-                results.append({})
+                expected.append(self.expected_shapes(reply.client))
             except WireError as exc:
-                results.append(exc)
-        states = decode_many([replies[i].payload for i, _ in placed], [s for _, s in placed])
-        for (i, _), state in zip(placed, states, strict=True):
-            results[i] = state
-        return results
+                expected.append(exc)
+        placed = [
+            (r.payload, e) for r, e in zip(replies, expected, strict=True) if isinstance(e, dict)
+        ]
+        states = iter(decode_many([p for p, _ in placed], [e for _, e in placed]))
+        return [e if isinstance(e, WireError) else next(states) for e in expected]
 
     def expected_shapes(self, client: int) -> dict[str, tuple[int, ...]]:
         """The global shapes, or the sub-model a HeteroFL/SplitMix client was asked to train."""
