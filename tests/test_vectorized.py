@@ -166,13 +166,13 @@ def test_inactive_clients_keep_weights_and_optimizer_state():
     for opt in (StackedAdam(0.1), StackedSGD(0.1, 0.9)):
         state = opt.init_state(params)
         p = {"w": params["w"].clone()}
-        opt.step(p, grads, state, active)
+        opt.bind(p, state)(grads, active)
         assert torch.equal(p["w"][1], torch.ones(2)) and not torch.equal(p["w"][0], torch.ones(2))
         for value in state.values():
             assert not value[1].any(), "an inactive client's optimizer state must not move"
     adam = StackedAdam(0.1)
     state = adam.init_state(params)
-    adam.step({"w": params["w"].clone()}, grads, state, active)
+    adam.bind({"w": params["w"].clone()}, state)(grads, active)
     assert state["step.w"].tolist() == [1, 0, 1]
 
 
@@ -186,9 +186,9 @@ def test_stacked_step_is_torch_optimizers_step_per_client(optimizer):
     schedule = [[0, 1, 2], [0, 2], [2]]
     stacked = build_stacked_optimizer(optimizer.name, optimizer.lr, optimizer.momentum)
     params = {k: v.clone() for k, v in start.items()}
-    state = stacked.init_state(params)
+    step = stacked.bind(params, stacked.init_state(params))
     for g, active in zip(grads, schedule, strict=True):
-        stacked.step(params, g, state, active)
+        step(g, active)
     for j in range(3):
         own = [start[k][j].clone() for k in start]
         opt = optimizer.build(own)

@@ -18,6 +18,7 @@ import torch
 
 from ..algorithms import Algorithm, ClientUpdate, State, SubModelAlgorithm
 from ..algorithms.server_optimizers import ServerOptimizer, ServerSGD
+from ..quant.finite import all_finite
 from ..wire import WireError, WireFormat, decode, decode_many, encode
 from .messages import ClientReply, DivergenceError, Rejection
 
@@ -123,7 +124,7 @@ class Server:
             aggregate = self.algorithm.aggregate_into(self.model, updates)
         else:
             aggregate = self.algorithm.aggregate(updates)
-        bad = [k for k, v in aggregate.items() if not bool(torch.isfinite(v).all())]
+        bad = [k for k, v in aggregate.items() if not all_finite(v)]
         if bad:
             raise DivergenceError(f"round {round_}: aggregated model holds NaN/Inf in {bad[:3]}")
         if round_ > self.ma_start:

@@ -10,7 +10,7 @@ count included, without any masking arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import torch
@@ -26,20 +26,32 @@ def fused_available(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-def slices(tensors: Iterable[Tensor], clients: Sequence[int]) -> list[Tensor]:
-    """The given clients' slices of each stacked tensor, as views, tensor by tensor."""
-    out: list[Tensor] = []
-    for t in tensors:
-        per_client = t.unbind(0)
-        out.extend(per_client[j] for j in clients)
-    return out
+class ClientViews:
+    """Each client's slice of some stacked tensors, made once for a round.
+
+    Weights and optimizer state are rounded and stepped in place all round, so their
+    slices stay valid and a step only picks the active clients' views instead of
+    slicing every tensor again: for ten clients of the digits MLP, 180 views a step
+    fewer.
+    """
+
+    def __init__(self, tensors: Iterable[Tensor]) -> None:
+        self.per_tensor = [t.unbind(0) for t in tensors]
+
+    def take(self, clients: Sequence[int]) -> list[Tensor]:
+        """The given clients' slices, tensor by tensor, as the functional optimizers want."""
+        return [views[j] for views in self.per_tensor for j in clients]
+
+
+Step = Callable[[Stacked, Sequence[int]], None]
 
 
 class StackedOptimizer(Protocol):
     def init_state(self, params: Stacked) -> Stacked: ...
 
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
-        """Update the slices of the clients in ``active`` (indices along dim 0) in place."""
+    def bind(self, params: Stacked, state: Stacked) -> Step:
+        """The step for one round: called with a step's gradients and the clients in
+        ``active`` (indices along dim 0), it updates their slices in place."""
 
 
 def _device(params: Stacked) -> torch.device:
@@ -66,19 +78,27 @@ class StackedAdam:
             state[f"exp_avg_sq.{name}"] = torch.zeros_like(p)
         return state
 
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
+    def bind(self, params: Stacked, state: Stacked) -> Step:
         names = list(params)
-        adam(
-            slices(params.values(), active),
-            slices(_grads(grads, names), active),
-            slices((state[f"exp_avg.{n}"] for n in names), active),
-            slices((state[f"exp_avg_sq.{n}"] for n in names), active),
-            [],
-            slices((state[f"step.{n}"] for n in names), active),
-            fused=fused_available(_device(params)),
-            amsgrad=False, beta1=self.beta1, beta2=self.beta2, lr=self.lr,
-            weight_decay=0.0, eps=self.eps, maximize=False,
-        )  # fmt: skip
+        weights = ClientViews(params.values())
+        exp_avg = ClientViews(state[f"exp_avg.{n}"] for n in names)
+        exp_avg_sq = ClientViews(state[f"exp_avg_sq.{n}"] for n in names)
+        steps = ClientViews(state[f"step.{n}"] for n in names)
+        fused = fused_available(_device(params))
+
+        def step(grads: Stacked, active: Sequence[int]) -> None:
+            adam(
+                weights.take(active),
+                ClientViews(_grads(grads, names)).take(active),
+                exp_avg.take(active),
+                exp_avg_sq.take(active),
+                [],
+                steps.take(active),
+                fused=fused, amsgrad=False, beta1=self.beta1, beta2=self.beta2, lr=self.lr,
+                weight_decay=0.0, eps=self.eps, maximize=False,
+            )  # fmt: skip
+
+        return step
 
 
 class StackedSGD:
@@ -91,18 +111,23 @@ class StackedSGD:
         # A zero buffer's first update, 0 * momentum + g, is exactly torch's first buffer g.
         return {f"momentum.{name}": torch.zeros_like(p) for name, p in params.items()}
 
-    def step(self, params: Stacked, grads: Stacked, state: Stacked, active: Sequence[int]) -> None:
+    def bind(self, params: Stacked, state: Stacked) -> Step:
         names = list(params)
-        p = slices(params.values(), active)
-        buffers = slices((state[f"momentum.{n}"] for n in names), active) if self.momentum else None
-        sgd(
-            p,
-            slices(_grads(grads, names), active),
-            buffers or [None] * len(p),  # type: ignore[arg-type]
-            fused=fused_available(_device(params)),
-            weight_decay=0.0, momentum=self.momentum, lr=self.lr, dampening=0.0,
-            nesterov=False, maximize=False,
-        )  # fmt: skip
+        weights = ClientViews(params.values())
+        momentum = ClientViews(state[f"momentum.{n}"] for n in names) if self.momentum else None
+        fused = fused_available(_device(params))
+
+        def step(grads: Stacked, active: Sequence[int]) -> None:
+            p = weights.take(active)
+            sgd(
+                p,
+                ClientViews(_grads(grads, names)).take(active),
+                momentum.take(active) if momentum else [None] * len(p),  # type: ignore[arg-type]
+                fused=fused, weight_decay=0.0, momentum=self.momentum, lr=self.lr,
+                dampening=0.0, nesterov=False, maximize=False,
+            )  # fmt: skip
+
+        return step
 
 
 def build_stacked_optimizer(name: str, lr: float, momentum: float = 0.0) -> StackedOptimizer:

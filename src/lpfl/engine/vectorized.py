@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import pad_sequence
 from ..algorithms import ClientUpdate, Inputs, State
 from ..models import head_forward
 from ..quant import BlockFormat, quantize
+from ..quant.finite import finite_slices
 from .client import ClientTrainer
 from .messages import ClientData, Rejection
 from .stacked_optim import Stacked, build_stacked_optimizer
@@ -37,7 +38,7 @@ from .stacked_optim import Stacked, build_stacked_optimizer
 
 def _all_finite(tensors: Stacked) -> Tensor:
     """Per client: True when none of its slices holds NaN/Inf."""
-    return torch.stack([t.flatten(1).isfinite().all(1) for t in tensors.values()]).all(0)
+    return torch.stack([finite_slices(t) for t in tensors.values()]).all(0)
 
 
 class VectorizedTrainer(ClientTrainer):
@@ -97,6 +98,7 @@ class VectorizedTrainer(ClientTrainer):
         loss_sum = torch.zeros(k, dtype=torch.float64, device=y_all.device)
         failed = torch.zeros(k, dtype=torch.bool, device=y_all.device)
         steps = [math.ceil(n / self.batch_size) for n in sizes]
+        step = self.stacked_optimizer.bind(params, state)
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for s, (idx, w) in enumerate(zip(index, weight, strict=True)):  # a batch per client
                 x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
@@ -109,7 +111,7 @@ class VectorizedTrainer(ClientTrainer):
                 # spares every step a masked update, and the GPU a wait on the host.
                 failed |= ~losses.isfinite()
                 self._round(grads, self.policy.grad)
-                self.stacked_optimizer.step(params, grads, state, self._active(steps, s))
+                step(grads, self._active(steps, s))
                 self._round(params, self.policy.weight)
                 loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
         ok = _all_finite(params) & ~failed
@@ -175,18 +177,17 @@ class VectorizedTrainer(ClientTrainer):
         client that never trained holds zeros, which is each optimizer's fresh state
         (zero moments and step count, a zero momentum buffer).
         """
-        fresh = self.stacked_optimizer.init_state(params)
+        init = self.stacked_optimizer.init_state
         if not self.persist:
-            return fresh
+            return init(params)
+        have = len(next(iter(self.saved.values()))) if self.saved else 0
         rows = max(sampled) + 1
-        for key, value in fresh.items():
-            held = self.saved.get(key)
-            have = 0 if held is None else len(held)
-            if have < rows:  # clients seen for the first time: room for them
-                room = value.new_zeros((rows - have, *value.shape[1:]))
-                self.saved[key] = room if held is None else torch.cat([held, room])
+        if have < rows:  # clients seen for the first time: fresh rows for them
+            extra = rows - have  # init_state reads shapes only: give it unallocated ones
+            room = init({n: p.new_empty(()).expand(extra, *p.shape[1:]) for n, p in params.items()})
+            self.saved = {k: torch.cat([self.saved[k], v]) if have else v for k, v in room.items()}
         index = torch.tensor(sampled, device=next(iter(params.values())).device)
-        return {key: self.saved[key][index] for key in fresh}
+        return {key: value[index] for key, value in self.saved.items()}
 
     def _save_state(self, sampled: list[int], state: Stacked, ok: Tensor) -> None:
         """Keep each client's optimizer state; a rejected client keeps its previous one."""

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..quant import BlockQuantized, block_decompose
 from ..quant.block import non_finite
+from ..quant.finite import finite_slices
 from .bitpack import pack_signed, unpack_signed
 from .dtypes import DECODED_FLOAT, dtype_name, numpy_dtype, torch_dtype
 from .errors import WireError
@@ -67,7 +68,7 @@ def encode_stacked(
 
 def _finite(values: Tensor) -> list[bool]:
     """Per sender (dim 0): whether all its values are finite."""
-    return torch.isfinite(values).reshape(len(values), -1).all(1).tolist()
+    return finite_slices(values).tolist()
 
 
 def _bfp(
