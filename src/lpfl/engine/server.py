@@ -41,6 +41,9 @@ class Server:
         self.model: State = {k: v.detach().float().cpu().clone() for k, v in initial.items()}
         self.shapes = {k: tuple(v.shape) for k, v in self.model.items()}
         self.algorithm = algorithm
+        # HeteroFL/SplitMix, or None. Asked once: ``isinstance`` on a runtime-checkable
+        # Protocol inspects every member, and the server asks per reply.
+        self.submodels = algorithm if isinstance(algorithm, SubModelAlgorithm) else None
         self.optimizer = optimizer or ServerSGD(1.0 - moving_average)
         self.ma_start = ma_start
         self.downlink = downlink or WireFormat()
@@ -83,8 +86,8 @@ class Server:
 
     def expected_shapes(self, client: int) -> dict[str, tuple[int, ...]]:
         """The global shapes, or the sub-model a HeteroFL/SplitMix client was asked to train."""
-        if isinstance(self.algorithm, SubModelAlgorithm):
-            return self.algorithm.expected_shapes(client)
+        if self.submodels is not None:
+            return self.submodels.expected_shapes(client)
         return self.shapes
 
     def downlink_bytes(self, sampled: Sequence[int], broadcast: bytes) -> int:
@@ -95,14 +98,14 @@ class Server:
         Without compression the size depends on the shapes alone, so each client
         architecture is encoded once.
         """
-        if not isinstance(self.algorithm, SubModelAlgorithm):
+        if self.submodels is None:
             return len(broadcast) * len(sampled)
         start = decode(broadcast)
         exact = replace(self.downlink, rounding="nearest")
         sizes: dict = {}
         total = 0
         for k in sampled:
-            plan = self.algorithm.plans[k]
+            plan = self.submodels.plans[k]
             key = plan.arch if exact.compression == "none" else k
             if key not in sizes:
                 sizes[key] = len(encode(plan.extract(start), exact))
@@ -120,8 +123,8 @@ class Server:
 
     def step(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         """Fold one round's client models into the global model (rounds count from 1)."""
-        if isinstance(self.algorithm, SubModelAlgorithm):
-            aggregate = self.algorithm.aggregate_into(self.model, updates)
+        if self.submodels is not None:
+            aggregate = self.submodels.aggregate_into(self.model, updates)
         else:
             aggregate = self.algorithm.aggregate(updates)
         bad = [k for k, v in aggregate.items() if not all_finite(v)]
