@@ -21,6 +21,7 @@ from ..data import DATASETS, load_dataset, normalize, summarize_partition
 from ..wire import decode, encode_many, fp32_bytes
 from . import checkpoint, numerics, setup
 from .evaluate import evaluate
+from .host_memory import keep_freed_memory
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder
 from .trackers import open_trackers
@@ -53,6 +54,7 @@ def run_simulation(
     checkpoint in ``cfg.out`` and gives the rounds an uninterrupted run would.
     """
     device = resolve_device(cfg.device)
+    keep_freed_memory()
     with numerics.fused_rounding(numerics.fused_wanted(cfg, device)):
         return _run(cfg, device, progress, log, label, on_upload, resume)
 
