@@ -67,7 +67,7 @@ def main() -> None:
         )  # fmt: skip
         train = one_round(cfg, device, args.clients, args.samples)
         with (
-            numerics.fused_rounding(numerics.fused_wanted(cfg, device)),
+            numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
             numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
         ):
             train()  # warm-up: compiles kernels, fills caches

@@ -80,13 +80,15 @@ def test_tf32_only_where_exact_and_on_cuda():
     assert numerics.tf32_wanted(make_config(bits=32, tf32="on"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8, tf32="off"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8), cpu)
-    assert numerics.fused_wanted(make_config(rounds=5), cuda)
-    assert not numerics.fused_wanted(make_config(rounds=5, fused_quant="off"), cuda)
-    # On the CPU only a long low-bit run repays the compile.
-    assert not numerics.fused_wanted(make_config(rounds=99, bits=8), cpu)
-    assert numerics.fused_wanted(make_config(rounds=100, bits=8), cpu)
-    assert not numerics.fused_wanted(make_config(rounds=100, bits=32), cpu)
-    assert numerics.fused_wanted(make_config(rounds=5, fused_quant="on"), cpu)
+    for engine in ("vectorized", "sequential"):
+        assert numerics.fused_wanted(make_config(rounds=5), cuda, engine)
+        assert not numerics.fused_wanted(make_config(rounds=5, fused_quant="off"), cuda, engine)
+        assert numerics.fused_wanted(make_config(rounds=5, fused_quant="on"), cpu, engine)
+    # On the CPU only a long low-bit run of the sequential engine repays the compile.
+    assert not numerics.fused_wanted(make_config(rounds=99, bits=8), cpu, "sequential")
+    assert numerics.fused_wanted(make_config(rounds=100, bits=8), cpu, "sequential")
+    assert not numerics.fused_wanted(make_config(rounds=100, bits=32), cpu, "sequential")
+    assert not numerics.fused_wanted(make_config(rounds=500, bits=8), cpu, "vectorized")
 
 
 def test_tensor_cores_switch_is_restored():
@@ -112,3 +114,27 @@ def test_a_fused_kernel_that_fails_falls_back_to_eager(monkeypatch, caplog):
     assert torch.equal(out, eager)
     assert not fused_enabled()
     assert "fused rounding unavailable" in caplog.text
+
+
+@pytest.mark.parametrize("engine, fused", [("sequential", True), ("vectorized", False)])
+def test_a_cpu_run_fuses_rounding_only_where_it_repays_the_compile(monkeypatch, engine, fused):
+    from lpfl.engine import client, run_simulation, vectorized
+    from lpfl.quant import block
+
+    monkeypatch.setitem(block._fused, "fn", block._fake_quantize)  # nothing to compile here
+    monkeypatch.setattr(numerics, "CPU_FUSED_MIN_ROUNDS", 2)
+    trainer = client.LocalTrainer if engine == "sequential" else vectorized.VectorizedTrainer
+    seen = []
+    original = trainer.train_round
+
+    def spy(self, *args):
+        seen.append(fused_enabled())
+        return original(self, *args)
+
+    monkeypatch.setattr(trainer, "train_round", spy)
+    cfg = make_config(
+        dataset="digits", model="mlp", clients=4, rounds=2, bits=8, engine=engine, device="cpu"
+    )
+    run_simulation(cfg, progress=False, log=lambda _m: None)
+    assert seen == [fused, fused]
+    assert not fused_enabled()  # the switch is restored after the run

@@ -150,7 +150,8 @@ class RunConfig:
     )
     fused_quant: str = _opt(
         "auto",
-        "round through one compiled kernel (auto: on CUDA, and on CPU for 100+ rounds)",
+        "round through fused kernels (auto: on CUDA; on CPU for low-bit runs of 100+ rounds "
+        "of the sequential engine)",
         ("auto", "on", "off"),
     )
     tf32: str = _opt(

@@ -55,7 +55,7 @@ def run_simulation(
     """
     device = resolve_device(cfg.device)
     keep_freed_memory()
-    with numerics.fused_rounding(numerics.fused_wanted(cfg, device)):
+    with numerics.fused_rounding(False):  # _run turns it on once it knows the engine
         return _run(cfg, device, progress, log, label, on_upload, resume)
 
 
@@ -131,6 +131,7 @@ def _run(
     if engine != cfg.engine:
         log(f"--engine {cfg.engine}: training clients with the {engine} engine")
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator, engine)
+    numerics.use_fused(numerics.fused_wanted(cfg, device, engine))
     config = cfg.to_dict() | {
         "device": str(device),
         "data_dir": str(cfg.resolved_data_dir()),

@@ -6,10 +6,13 @@ on by default:
 - Fused rounding (``--fused-quant``) rounds each tensor in one or two kernels
   instead of a few dozen eager ops, with bit-identical values: lpfl's own Triton
   kernels on CUDA (``quant/triton_round.py``), ``torch.compile`` on the CPU.
-  ``auto`` uses it on CUDA, and on the CPU for runs long enough to repay the compile: on the
-  2-core CPU the first compile costs about 15 s (a few seconds once torch's cache
-  holds it) and each digits-demo round saves about 0.15 s, so 100 rounds break even
-  on a cold cache.
+  ``auto`` uses it on CUDA, and on the CPU only where it repays the compile (about
+  15 s the first time, a few seconds once torch's cache holds it): for the sequential
+  engine in low-bit runs of 100 rounds or more, where each digits-demo round saves
+  about 0.12 s. The vectorized engine's rounding is one eager call per stacked tensor,
+  already about as fast: its whole 120-round 8-bit demo run took 20.7 s eager and
+  20.4 s fused with a warm cache (``results/demo-wall-cpu.json``), so there it stays
+  eager and compiles nothing.
 - TF32 (``--tf32``) runs convolutions and matrix products on tensor cores with
   operands rounded to 11 significant bits and float32 accumulation. A W-bit block
   floating point value has at most W-1 significant bits and float32's exponent
@@ -41,10 +44,12 @@ def tf32_wanted(cfg: RunConfig, device: torch.device) -> bool:
     return cfg.tf32 == "on" or cfg.bits <= TF32_MAX_BITS
 
 
-def fused_wanted(cfg: RunConfig, device: torch.device) -> bool:
+def fused_wanted(cfg: RunConfig, device: torch.device, engine: str) -> bool:
     if cfg.fused_quant != "auto":
         return cfg.fused_quant == "on"
-    return device.type == "cuda" or (cfg.bits < 32 and cfg.rounds >= CPU_FUSED_MIN_ROUNDS)
+    if device.type == "cuda":
+        return True
+    return engine == "sequential" and cfg.bits < 32 and cfg.rounds >= CPU_FUSED_MIN_ROUNDS
 
 
 @contextmanager
