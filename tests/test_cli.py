@@ -85,3 +85,15 @@ def test_demo_prints_table_and_saves_plot(tmp_path, capsys, monkeypatch):
     assert "32-bit FedAvg" in text and "8-bit FedAvg + moving avg" in text and "%" in text
     png = tmp_path / "accuracy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["sweep"], ["report"]])
+def test_every_help_page_prints(command, capsys):
+    """argparse %-formats help texts: one stray "%" in a config's help broke `lpfl run --help`."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ")
+    if command == ["run"]:
+        assert "widths[k % n]" in out and "--fused-quant" in out

@@ -48,7 +48,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(RunConfig):
         choices = f.metadata["choices"]
         options = f"{'|'.join(map(str, choices))}; " if choices else ""
-        help_ = f"{f.metadata['help']} ({options}default: {f.default})"
+        # argparse %-formats help texts; the config's own texts may say "k % n".
+        help_ = f"{f.metadata['help']} ({options}default: {f.default})".replace("%", "%%")
         if isinstance(f.default, bool):
             parser.add_argument(
                 flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_
