@@ -6,10 +6,11 @@ its own, and hands the top of the heap back to the system once more than twice t
 threshold lies free there. Either way a tensor of a few MB, of which the vectorized
 engine makes dozens a step (ten clients' weights, gradients, and the temporaries of
 rounding them), keeps arriving as fresh pages that the kernel must map and zero on
-first touch. On the 2-core machine, 40 rounds of the 8-bit digits demo with eager
-rounding took 4.1 million page faults this way. Serving blocks up to 64 MiB from
-the heap, and returning free heap only once 256 MiB of it is free, brings that to
-about 0.1 million, with the same peak memory (``benchmarks/host_memory.py``).
+first touch. On the 2-core machine, 30 rounds of the 8-bit digits demo on the
+vectorized engine with eager rounding took 2.8 million page faults this way.
+Serving blocks up to 64 MiB from the heap, and returning free heap only once 256 MiB
+of it is free, brings that to 0.1 million and the rounds from 0.26 to 0.15 s, with
+the same peak memory (``benchmarks/host_memory.py``, ``results/host-memory-cpu.json``).
 
 The knobs are glibc's (``mallopt``); elsewhere this does nothing. The setting is
 process-wide, so it is made once, by ``run_simulation``, and ``LPFL_MALLOC=default``
