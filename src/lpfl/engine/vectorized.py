@@ -194,8 +194,9 @@ class VectorizedTrainer(ClientTrainer):
         if self.persist:
             kept = ok.nonzero().flatten()
             clients = torch.tensor(sampled, device=kept.device)[kept]
+            everyone = len(kept) == len(sampled)  # the usual case: no gather needed
             for key, value in state.items():
-                self.saved[key][clients] = value[kept]
+                self.saved[key][clients] = value if everyone else value[kept]
 
     def load_state_dict(self, state: dict) -> None:
         if any(not isinstance(key, str) for key in state["saved"]):
@@ -222,6 +223,7 @@ class VectorizedTrainer(ClientTrainer):
             if n and not (bool(ok[j]) and math.isfinite(loss)):
                 results.append(Rejection(client, f"client {client}: training produced NaN/Inf"))
                 continue
-            state = dict(start) | {name: p[j].clone() for name, p in params.items()}
+            # Views into this round's stacked weights, which nothing writes to any more.
+            state = dict(start) | {name: p[j] for name, p in params.items()}
             results.append(ClientUpdate(client, state, n, loss, label_counts))
         return results
