@@ -20,6 +20,7 @@ in the environment leaves malloc as it is.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 
@@ -31,14 +32,11 @@ HEAP_BLOCK_MAX = 64 << 20  # blocks up to this size come from the heap
 TRIM_THRESHOLD = 256 << 20  # free heap kept before any is returned to the system
 OPT_OUT = "LPFL_MALLOC"
 
-_tuned: list[bool] = []
 
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc as above, once per process; True when it is tuned."""
-    if not _tuned:
-        _tuned.append(_tune())
-    return _tuned[0]
+    return _tune()
 
 
 def _tune() -> bool:

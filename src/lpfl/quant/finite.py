@@ -2,11 +2,11 @@
 
 Every client update is checked this way several times a round: by the trainer, which
 drops a client that blew up, and on both sides of the wire. ``torch.isfinite(x).all()``
-costs several passes and temporaries over the whole tensor (on a 2-core CPU, about
-0.4 ms for ten clients of the digits MLP, 20x a plain sum). A sum is NaN or ±Inf
-whenever one of its terms is, so a finite sum proves its slice finite in one pass;
-only a slice whose sum is not finite (it holds NaN/Inf, or finite values overflowed)
-is looked at element by element, which keeps the answer exact.
+costs several passes and temporaries over the whole tensor: on a 2-core CPU about
+0.4 ms for ten clients' copies of the digits MLP's 200x200 weight, 14x a plain sum.
+A sum is NaN or ±Inf whenever one of its terms is, so a finite sum proves its slice
+finite in one pass; only a slice whose sum is not finite (it holds NaN/Inf, or finite
+values overflowed) is looked at element by element, which keeps the answer exact.
 """
 
 from __future__ import annotations
