@@ -20,7 +20,11 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from lpfl.quant import triton_round  # noqa: E402
 
-POINTERS = {"x_ptr": "*fp32", "u_ptr": "*fp32", "out_ptr": "*fp32", "amax_ptr": "*i32"}
+
+def pointers(stochastic: bool) -> dict[str, str]:
+    """The kernels' pointers: the seed is one int64, or the input again when rounding to nearest."""
+    seed = "*i64" if stochastic else "*fp32"
+    return {"x_ptr": "*fp32", "seed_ptr": seed, "out_ptr": "*fp32", "amax_ptr": "*i32"}
 
 
 def test_kernels_match_eager_rounding_under_the_interpreter():
@@ -30,7 +34,7 @@ def test_kernels_match_eager_rounding_under_the_interpreter():
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "triton kernels match eager rounding on cpu: 108 cases" in done.stdout
+    assert "triton kernels match eager rounding on cpu: 108 cases, noise" in done.stdout
 
 
 def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
@@ -39,10 +43,13 @@ def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
     Linear weight in BC blocks; a single row, one tensor-wide block) and pointers and
     ints divisible by 16 are marked so (wide vector loads)."""
     modes = {"BITS": bits, "STOCHASTIC": stochastic}
+    ptrs = pointers(stochastic)
     rowwise = {"x_ptr": "*fp32", "amax_ptr": "*i32", "C": "i32", "BLOCK": "constexpr"}
-    applied = POINTERS | {"C": "i32"} | dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK"], "constexpr")
+    applied = ptrs | {"C": "i32"} | dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK"], "constexpr")
     aligned = {(i,): [["tt.divisibility", 16]] for i in range(4)}  # the four pointers
+    noise = {"seed_ptr": "*i64", "out_ptr": "*fp32", "N": "i32", "BLOCK": "constexpr"}
     sources = [
+        ASTSource(triton_round._noise_kernel, noise, {"BLOCK": triton_round.CHUNK}),
         ASTSource(triton_round._row_max_kernel, rowwise, {"BLOCK": triton_round.CHUNK}),
         ASTSource(triton_round._apply_kernel, applied, modes | {"BLOCK": triton_round.CHUNK}),
         ASTSource(
@@ -53,7 +60,7 @@ def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
     for rows, c in ((1000, 1), (1000, 9), (7, 300), (1, triton_round.TILE)):
         block_r, block_c = triton_round.tile_shape(c)
         ones = {name: 1 for name, n in (("R", rows), ("C", c)) if n == 1}
-        signature = POINTERS | {"R": "i32", "C": "i32"} | dict.fromkeys(ones, "constexpr") | tiled
+        signature = ptrs | {"R": "i32", "C": "i32"} | dict.fromkeys(ones, "constexpr") | tiled
         constants = modes | ones | {"BLOCK_R": block_r, "BLOCK_C": block_c}
         sources.append(ASTSource(triton_round._tile_kernel, signature, constants))
         sources.append(ASTSource(triton_round._tile_kernel, signature, constants, aligned))

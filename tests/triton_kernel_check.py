@@ -47,16 +47,34 @@ def check_values(device: str, word_lengths: tuple[int, ...]) -> int:
         for rounding in ("stochastic", "nearest"):
             for x, blk, batch_dims in cases():
                 rows, block_shape = block._rows(x.to(device), blk, batch_dims)
-                noise = block._noise(rows, rounding, torch.Generator(device).manual_seed(1))
-                args = (rows, noise, bits, tuple(x.shape), block_shape)
-                eager, _ = block._fake_quantize(*args)
-                fused, peak = triton_round.fake_quantize(*args)
+                seed = block._seed(rows, rounding, torch.Generator(device).manual_seed(bits))
+                noise = None if seed is None else triton_round.uniform(seed, rows.shape)
+                shapes = (tuple(x.shape), block_shape)
+                eager, _ = block._fake_quantize(rows, noise, bits, *shapes)
+                fused, peak = triton_round.fake_quantize(rows, seed, bits, *shapes)
                 if not torch.equal(eager, fused):
                     sys.exit(f"values differ: {bits} bits, {rounding}, {blk}, {tuple(x.shape)}")
                 if not bool((peak < math.inf).all()):
                     sys.exit(f"finite input reported non-finite: {blk}, {tuple(x.shape)}")
                 checked += 1
     return checked
+
+
+def check_noise(device: str) -> None:
+    """The kernels' noise is U[0,1) on torch.rand's 2^-24 grid, and differs seed by seed."""
+    seeds = [torch.tensor([s], device=device) for s in (7, 2**61 + 5)]
+    u, v = (triton_round.uniform(seed, (300, 1000)) for seed in seeds)
+    if not torch.equal(u, triton_round.uniform(seeds[0], (300, 1000))):
+        sys.exit("noise is not a function of the seed")
+    on_grid = torch.equal(u, (u * 2**24).floor() / 2**24)
+    if not (bool((u >= 0).all()) and bool((u < 1).all()) and on_grid):
+        sys.exit("noise leaves [0, 1) or its 2^-24 grid")
+    # 300k draws: the mean is within 0.003 (5 standard errors) of 1/2 and the
+    # fraction below 1/4 within 0.004 of 1/4; two seeds share almost no draws.
+    if abs(float(u.mean()) - 0.5) > 0.003 or abs(float((u < 0.25).float().mean()) - 0.25) > 0.004:
+        sys.exit(f"noise is not uniform: mean {float(u.mean())}")
+    if float((u == v).float().mean()) > 0.001:
+        sys.exit("two seeds give the same noise")
 
 
 def check_non_finite_rows(device: str) -> None:
@@ -76,7 +94,9 @@ def check_non_finite_rows(device: str) -> None:
 
 
 def check_training(device: str) -> int:
-    """An 8-bit round of the vectorized engine: the same model with kernels and eager ops.
+    """An 8-bit round of the vectorized engine, rounding to nearest (the kernels draw their
+    own noise): the same model with kernels and eager ops. With stochastic rounding
+    the kernels' run is reproducible and differs from the nearest one.
 
     This runs every rounding role through the dispatch in ``block``: weights and
     gradients, and activations and errors inside the mapped forward and its backward.
@@ -85,19 +105,25 @@ def check_training(device: str) -> int:
     calls = []
     kernel = triton_round.fake_quantize
     triton_round.fake_quantize = lambda *args: calls.append(1) or kernel(*args)
-    finals = {}
-    for fused in ("off", "on", "off again"):  # eager twice: is the device deterministic?
+
+    def final(fused: str, rounding: str = "nearest") -> list[tuple[float, float, float]]:
         cfg = make_config(
             dataset="digits", model="mlp", clients=3, participation=1.0, rounds=1, bits=8,
             local_epochs=1, batch_size=128, engine="vectorized", seed=5, device=device,
-            fused_quant=fused.split()[0],
+            fused_quant=fused, rounding=rounding,
         )  # fmt: skip
         result = run_simulation(cfg, progress=False, log=lambda _: None)
-        finals[fused] = [(r.test_accuracy, r.test_loss, r.train_loss) for r in result.rounds]
-    if finals["off again"] != finals["off"]:
-        sys.exit(f"inconclusive: two eager runs differ on {device}, not deterministic: {finals}")
-    if finals["on"] != finals["off"] or not calls:
-        sys.exit(f"training differs with the kernels ({len(calls)} kernel calls): {finals}")
+        return [(r.test_accuracy, r.test_loss, r.train_loss) for r in result.rounds]
+
+    eager = final("off")
+    if final("off") != eager:
+        sys.exit(f"inconclusive: two eager runs differ on {device}, not deterministic")
+    fused = final("on")
+    if fused != eager or not calls:
+        sys.exit(f"training differs with the kernels ({len(calls)} kernel calls): {fused}, {eager}")
+    stochastic = final("on", "stochastic")
+    if final("on", "stochastic") != stochastic or stochastic == fused:
+        sys.exit(f"stochastic rounding with the kernels is not reproducible: {stochastic}")
     return len(calls)
 
 
@@ -106,9 +132,10 @@ if __name__ == "__main__":
     # Each word length compiles its own kernels on a GPU (about 0.5 s each): there, only
     # the paper's. The interpreter compiles nothing, so the CPU checks them all.
     n = check_values(device, (4, 6, 8) if device == "cuda" else (2, 4, 6, 8, 12, 16))
+    check_noise(device)
     check_non_finite_rows(device)
     calls = check_training(device)
     print(
-        f"triton kernels match eager rounding on {device}: {n} cases, non-finite rows, "
+        f"triton kernels match eager rounding on {device}: {n} cases, noise, non-finite rows, "
         f"and a training round ({calls} kernel calls)"
     )

@@ -1,11 +1,12 @@
 """How the device does the arithmetic of a run: fused rounding kernels and TF32 tensor cores.
 
-Neither changes what is computed beyond summation order, which is why both may be
-on by default:
+Neither changes what is computed beyond summation order and the stream the rounding
+noise comes from, which is why both may be on by default:
 
 - Fused rounding (``--fused-quant``) rounds each tensor in one or two kernels
-  instead of a few dozen eager ops, with bit-identical values: lpfl's own Triton
-  kernels on CUDA (``quant/triton_round.py``), ``torch.compile`` on the CPU.
+  instead of a few dozen eager ops, with bit-identical values for the same noise:
+  lpfl's own Triton kernels on CUDA (``quant/triton_round.py``, which draw the noise
+  in the kernel, from Philox), ``torch.compile`` on the CPU.
   ``auto`` uses it on CUDA, and on the CPU only where it repays the compile (about
   15 s the first time, a few seconds once torch's cache holds it): for the sequential
   engine in low-bit runs of 100 rounds or more, where each digits-demo round saves

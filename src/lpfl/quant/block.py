@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -161,8 +160,11 @@ def use_fused(enabled: bool) -> None:
     Rounding is elementwise work around one reduction; eager PyTorch launches a kernel
     per op and rereads the tensor each time, which dominates a low-precision step on
     a GPU. The fused kernels (Triton on CUDA, torch.compile elsewhere) compute exactly
-    the same values for finite input (tests check both). Compiling costs seconds up
-    front, so it is worth it on long runs, not in tests.
+    the same values as the eager ops for finite input and the same noise (tests check
+    both); the Triton ones draw that noise themselves, from another stream than
+    ``torch.rand``'s, so a CUDA run's stochastic roundings differ from an eager run's
+    draw by draw, not in distribution. Compiling costs seconds up front, so it is
+    worth it on long runs, not in tests.
     """
     if enabled and _fused["fn"] is None:
         # One graph per (rank, block rank) pair: more than dynamo's default allows.
@@ -173,24 +175,35 @@ def use_fused(enabled: bool) -> None:
     _fused["on"] = enabled
 
 
-def _fused_quantize(*args: Any) -> tuple[Tensor, Tensor]:
+def _fused_quantize(
+    rows: Tensor,
+    rounding: str,
+    generator: torch.Generator | None,
+    bits: int,
+    shape: tuple[int, ...],
+    block_shape: tuple[int, ...],
+) -> tuple[Tensor, Tensor]:
     """The fused kernel; where it cannot be built, say so once and stay eager.
 
     On CUDA that is lpfl's own Triton kernel (``triton_round``), which can be checked
-    without a GPU; elsewhere the ``torch.compile`` one.
+    without a GPU and draws its own noise from a seed; elsewhere the ``torch.compile`` one.
     """
+    triton = rows.device.type in TRITON_DEVICES
+    noise = None if triton else _noise(rows, rounding, generator)  # the fallback's too
     try:
-        if args[0].device.type in TRITON_DEVICES:
-            from . import triton_round  # imports Triton, which only CUDA runs need
+        if not triton:
+            return _fused["fn"](rows, noise, bits, shape, block_shape)  # type: ignore[operator]
+        from . import triton_round  # imports Triton, which only CUDA runs need
 
-            if triton_round.fits(args[0]):
-                return triton_round.fake_quantize(*args)
-            return _fake_quantize(*args)
-        return _fused["fn"](*args)  # type: ignore[operator]
+        if triton_round.fits(rows):
+            seed = _seed(rows, rounding, generator)
+            return triton_round.fake_quantize(rows, seed, bits, shape, block_shape)
     except Exception as exc:  # a compiler or backend failure, not a property of the data
         logger.warning("fused rounding unavailable, rounding with eager ops: %s", exc)
         _fused["on"] = False
-        return _fake_quantize(*args)
+    if triton:
+        noise = _noise(rows, rounding, generator)
+    return _fake_quantize(rows, noise, bits, shape, block_shape)
 
 
 def fused_enabled() -> bool:
@@ -224,6 +237,19 @@ def _noise(rows: Tensor, rounding: str, generator: torch.Generator | None) -> Te
     return None if rounding == "nearest" else _uniform_like(rows, generator)
 
 
+def _seed(rows: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor | None:
+    """For the Triton kernels: one int64 drawn from ``generator``, on rows' device.
+
+    Drawn on the device (no host round trip), and a fresh one per call, so no two
+    roundings of a run share noise.
+    """
+    check_rounding(rounding)
+    if rounding == "nearest":
+        return None
+    device = rows.device if generator is None else generator.device
+    return torch.randint(0, 2**62, (1,), generator=generator, device=device).to(rows.device)
+
+
 def block_quantize(
     x: Tensor,
     bits: int,
@@ -245,9 +271,11 @@ def block_quantize(
     if check_bits(bits) == 32:
         return x
     rows, block_shape = _rows(x.detach().float(), block, batch_dims)
-    noise = _noise(rows, rounding, generator)
-    args = (rows, noise, bits, x.shape, block_shape)
-    out, peak = _fused_quantize(*args) if _fused["on"] else _fake_quantize(*args)
+    if _fused["on"]:
+        out, peak = _fused_quantize(rows, rounding, generator, bits, x.shape, block_shape)
+    else:
+        noise = _noise(rows, rounding, generator)
+        out, peak = _fake_quantize(rows, noise, bits, x.shape, block_shape)
     if check and not bool((peak < math.inf).all()):  # False for NaN and Inf
         raise non_finite(x.shape)
     return out.to(x.dtype)

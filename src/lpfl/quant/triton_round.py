@@ -8,10 +8,16 @@ Triton's interpreter runs them on the CPU (the tests compare every value with th
 eager ops) and Triton compiles them for an H100 target offline (the tests build them).
 
 The arithmetic is that of ``block._parts`` step by step (same exponent, same split of
-the scale into two normal powers of two, same noise tensor), so the values are
-bit-identical to the eager ops for finite input. A row (rounding block) holding NaN
+the scale into two normal powers of two), so the values are bit-identical to the
+eager ops given the same noise, for finite input. A row (rounding block) holding NaN
 or Inf comes out all NaN, so a client's bad slice cannot pass for finite; its peak is
 Inf, which ``block_quantize``'s check reports.
+
+Stochastic rounding draws its noise inside the kernel (Philox, keyed by one seed per
+call and indexed by the element's position) instead of reading a tensor that
+``torch.rand`` wrote: an activation of the paper's step is 134 million elements, and
+writing and rereading their noise was two fifths of a rounding's memory traffic.
+``uniform`` writes the same noise out, so the checks can hand it to the eager ops.
 
 Rows of up to ``TILE`` elements (weights, gradients, biases: most calls) are rounded
 in one kernel that holds whole rows; longer rows (activations, errors) take two:
@@ -62,8 +68,14 @@ def _pow2(e):
 
 
 @triton.jit
-def _round(x, u, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
-    """Rounded values of x, given its row's max key bits (``_key_bits``)."""
+def _uniform(seed, offs):
+    """U[0,1) on the 2^-24 grid that ``torch.rand`` uses, from Philox at (seed, offs)."""
+    return (tl.randint(seed, offs) >> 8).to(tl.float32) * (1.0 / 16777216)
+
+
+@triton.jit
+def _round(x, seed_ptr, offs, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
+    """Rounded values of x at flat positions offs, given its row's max key bits (``_key_bits``)."""
     biased = amax_bits >> 23
     subnormal_e = tl.where(amax_bits >= (1 << 22), -127, -128)  # a >= 2^-127, else the floor
     e = tl.minimum(tl.where(biased > 0, biased - 127, subnormal_e), 127)
@@ -71,7 +83,7 @@ def _round(x, u, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
     half = k >> 1  # arithmetic shift: floor(k / 2), as torch.div(..., "floor")
     v = x * _pow2_normal(half) * _pow2_normal(k - half)  # both in [-64, 71]: see block._parts
     if STOCHASTIC:
-        v = v + u
+        v = v + _uniform(tl.load(seed_ptr), offs)
     m = (v + _ROUND_MAGIC) - _ROUND_MAGIC  # to nearest, ties to even
     if STOCHASTIC:  # floor, without tl.floor: on CUDA it flushes subnormals to zero
         m = m - tl.where(m > v, 1.0, 0.0)
@@ -82,7 +94,7 @@ def _round(x, u, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
 
 @triton.jit
 def _tile_kernel(
-    x_ptr, u_ptr, out_ptr, amax_ptr, R, C,
+    x_ptr, seed_ptr, out_ptr, amax_ptr, R, C,
     BITS: tl.constexpr, STOCHASTIC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
@@ -91,10 +103,7 @@ def _tile_kernel(
     offs = rows * C + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
     amax = tl.max(tl.where(mask, _key_bits(x), 0), axis=1)[:, None]
-    u = x
-    if STOCHASTIC:
-        u = tl.load(u_ptr + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, _round(x, u, amax, BITS, STOCHASTIC), mask=mask)
+    tl.store(out_ptr + offs, _round(x, seed_ptr, offs, amax, BITS, STOCHASTIC), mask=mask)
     tl.store(amax_ptr + rows, amax, mask=rows < R)
 
 
@@ -109,7 +118,7 @@ def _row_max_kernel(x_ptr, amax_ptr, C, BLOCK: tl.constexpr):
 
 @triton.jit
 def _apply_kernel(
-    x_ptr, u_ptr, out_ptr, amax_ptr, C,
+    x_ptr, seed_ptr, out_ptr, amax_ptr, C,
     BITS: tl.constexpr, STOCHASTIC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
@@ -117,11 +126,14 @@ def _apply_kernel(
     mask = cols < C
     offs = row * C + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    u = x
-    if STOCHASTIC:
-        u = tl.load(u_ptr + offs, mask=mask, other=0.0)
     amax = tl.load(amax_ptr + row)
-    tl.store(out_ptr + offs, _round(x, u, amax, BITS, STOCHASTIC), mask=mask)
+    tl.store(out_ptr + offs, _round(x, seed_ptr, offs, amax, BITS, STOCHASTIC), mask=mask)
+
+
+@triton.jit
+def _noise_kernel(seed_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, _uniform(tl.load(seed_ptr), offs), mask=offs < N)
 
 
 def tile_shape(c: int) -> tuple[int, int]:
@@ -135,14 +147,23 @@ def fits(rows: Tensor) -> bool:
     return rows.numel() < 2**31 and triton.cdiv(rows.shape[1], CHUNK) < 65536
 
 
+def uniform(seed: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The noise ``fake_quantize`` adds with this seed, element by element in memory order."""
+    out = torch.empty(shape, dtype=torch.float32, device=seed.device)
+    _noise_kernel[(triton.cdiv(out.numel(), CHUNK),)](seed, out, out.numel(), BLOCK=CHUNK)
+    return out
+
+
 def fake_quantize(
     rows: Tensor,
-    noise: Tensor | None,
+    seed: Tensor | None,
     bits: int,
     shape: tuple[int, ...],
     block_shape: tuple[int, ...],
 ) -> tuple[Tensor, Tensor]:
-    """Same contract as ``block._fake_quantize``: (values shaped like the input, peak per row).
+    """(values shaped like the input, peak per row), as ``block._fake_quantize`` given the
+    noise ``uniform(seed, rows.shape)``; ``seed`` (one int64 on rows' device) is None for
+    round-to-nearest.
 
     The output is allocated in the input's shape (not a view of a row-shaped tensor),
     for the reason ``_fake_quantize`` gives. ``block_shape`` is not needed: the rows
@@ -152,14 +173,14 @@ def fake_quantize(
     rows = rows.contiguous()
     r, c = rows.shape
     out = torch.empty(shape, dtype=torch.float32, device=rows.device)
-    stochastic = noise is not None
-    u = noise.contiguous() if stochastic else rows
+    stochastic = seed is not None
+    key = seed if stochastic else rows  # a pointer the kernel never reads when not stochastic
     if c <= TILE:
         amax = torch.empty(r, dtype=torch.int32, device=rows.device)
         block_r, block_c = tile_shape(c)
         grid = (triton.cdiv(r, block_r),)
         _tile_kernel[grid](
-            rows, u, out, amax, r, c, BITS=bits, STOCHASTIC=stochastic,
+            rows, key, out, amax, r, c, BITS=bits, STOCHASTIC=stochastic,
             BLOCK_R=block_r, BLOCK_C=block_c, enable_fp_fusion=False,
         )  # fmt: skip
     else:
@@ -167,7 +188,7 @@ def fake_quantize(
         grid = (r, triton.cdiv(c, CHUNK))
         _row_max_kernel[grid](rows, amax, c, BLOCK=CHUNK)
         _apply_kernel[grid](
-            rows, u, out, amax, c, BITS=bits, STOCHASTIC=stochastic, BLOCK=CHUNK,
+            rows, key, out, amax, c, BITS=bits, STOCHASTIC=stochastic, BLOCK=CHUNK,
             enable_fp_fusion=False,
         )  # fmt: skip
     return out, amax.view(torch.float32)
