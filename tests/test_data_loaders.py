@@ -3,6 +3,7 @@
 import gzip
 import io
 import logging
+import os
 import pickle
 import shutil
 import tarfile
@@ -20,6 +21,7 @@ from lpfl.data import (
     DatasetNotFoundError,
     load_dataset,
     normalize,
+    reusing_loaded_data,
 )
 from lpfl.data.cinic import CLASSES as CINIC_CLASSES
 
@@ -192,6 +194,32 @@ def test_cinic_cache_failure_only_warns(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="lpfl.data"):
         assert_loads_as("cinic10", tmp_path, arrays)
     assert "could not cache" in caplog.text
+
+
+def test_reused_data_is_read_once_copied_per_caller_and_reread_when_files_change(
+    tmp_path, monkeypatch
+):
+    reads = []
+    real_load = np.load
+    monkeypatch.setattr(
+        "lpfl.data.npz.np.load", lambda *a, **k: reads.append(1) or real_load(*a, **k)
+    )
+    arrays = make_arrays("fmnist", SIZES)
+    write_npz(tmp_path / "fmnist", arrays)
+    with reusing_loaded_data():
+        first, _ = load_dataset("fmnist", tmp_path)
+        per_read = len(reads)
+        first.x[:] = 0  # a run that scribbles on its data
+        assert_loads_as("fmnist", tmp_path, arrays)  # ...does not reach the next run
+        assert len(reads) == per_read  # served from memory
+        changed = make_arrays("fmnist", SIZES, seed=1)
+        write_npz(tmp_path / "fmnist", changed)  # same sizes: random pixels do not compress
+        for f in (tmp_path / "fmnist").iterdir():  # a later time even where clocks are coarse
+            os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+        assert_loads_as("fmnist", tmp_path, changed)
+        assert len(reads) == 2 * per_read
+    assert_loads_as("fmnist", tmp_path, changed)  # outside: read every time
+    assert len(reads) == 3 * per_read
 
 
 def test_data_dir_defaults_to_environment_variable(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ Everything is held as uint8 NCHW numpy arrays; `normalize` turns a batch into mo
 
 from lpfl.data.arrays import ArrayDataset
 from lpfl.data.errors import DataFormatError, DatasetNotFoundError
-from lpfl.data.loading import load_dataset
+from lpfl.data.loading import load_dataset, reusing_loaded_data
 from lpfl.data.partition import PARTITION_METHODS, holdout, partition, summarize_partition
 from lpfl.data.registry import DATASETS, DatasetSpec
 from lpfl.data.transforms import normalize
@@ -21,5 +21,6 @@ __all__ = [
     "load_dataset",
     "normalize",
     "partition",
+    "reusing_loaded_data",
     "summarize_partition",
 ]

@@ -23,6 +23,7 @@ from time import monotonic
 
 from tqdm.auto import tqdm
 
+from ..data import reusing_loaded_data
 from ..engine import DivergenceError, checkpoint, run_simulation
 from .spec import Point
 
@@ -88,8 +89,20 @@ def run_sweep(
     the sweep: the cause is usually shared by the points still to come. With a
     ``time_budget`` (seconds), no run starts that would end after it, judging by the
     longest run so far: on a time-boxed machine a run cut off midway is lost work.
+    Consecutive runs on one dataset read its files once.
     """
     out.mkdir(parents=True, exist_ok=True)
+    with reusing_loaded_data():
+        return _run_points(points, out, progress, echo, time_budget)
+
+
+def _run_points(
+    points: Sequence[Point],
+    out: Path,
+    progress: bool,
+    echo: Callable[[str], None],
+    time_budget: float | None,
+) -> Tally:
     ran = skipped = diverged = 0
     started, longest = monotonic(), 0.0
     for point in tqdm(points, desc="sweep", unit="run", disable=not progress):
