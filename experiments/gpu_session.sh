@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # One GPU slot's work, time-boxed. Run from the repository root on the GPU machine:
 #
-#   [PARTS="kernels target bench profile"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
+#   [PARTS="check table1"] experiments/gpu_session.sh DATA_DIR OUT_DIR BUDGET_SECONDS
 #
-# PARTS picks what the slot does, in this order (default: kernels target bench profile,
-# issue 3's measurements, the headline run first):
-#   kernels  lpfl's Triton rounding kernels on this GPU: values against the eager ops
-#            (in OUT/session.log) and milliseconds per call (OUT/rounding-speed.json);
-#            and a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json);
-#            if the values check fails, the runs of target and the sweeps round eagerly
+# PARTS picks what the slot does, in this order (default: check table1; issue 3's
+# measurements, parts kernels target bench profile, were made on 2026-11-27's H200 slot):
+#   check    lpfl's Triton rounding kernels on this GPU, values against the eager ops (in
+#            OUT/session.log, about 40 s); if they differ, the runs of target and the
+#            sweeps round eagerly
+#   kernels  check, then the kernels' milliseconds per call (OUT/rounding-speed.json),
+#            and a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json)
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
 #            fmnist), GPU ablations after the engine pairs (issue 3): OUT/engine-speed-*.json
 #   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
-#   table1   Table 1 priority runs, FMNIST first (issue 6)
+#   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
+#            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
 # The sweeps run on SHARDS processes (default 1: on an H200, 8 processes sharing the GPU
 # made 1.3 rounds/s against 1.5 for one alone) and start no run that would not end
@@ -37,7 +39,7 @@ left() { echo $((budget - (SECONDS - start))); }
 log() { echo "[$(date -u +%T) +$((SECONDS - start))s] $*" | tee -a "$out/session.log"; }
 cap() { local l=$(($(left) - 30)); echo $(($1 < l ? $1 : l)); } # keep 30 s to pack up
 
-parts=" ${PARTS:-kernels target bench profile} "
+parts=" ${PARTS:-check table1} "
 want() { [[ $parts == *" $1 "* ]]; }
 # Settings every sweep run gets: no checkpoints, and eager rounding if the kernels failed.
 base_extra='checkpoint-every = 0'
@@ -50,7 +52,7 @@ local_spec() {
         -e "s|^out = \"runs/|out = \"${2:-results/gpu-runs}/|" "experiments/$1.toml" >"/tmp/$1.toml"
     echo "/tmp/$1.toml"
 }
-# Run a spec's FMNIST runs on $shards processes for $2 seconds.
+# Run a spec's runs (on dataset $3 alone, if given) on $shards processes for $2 seconds.
 sweep_shards() {
     local spec=$1 window=$2 name
     name=$(basename "$spec" .toml)
@@ -58,11 +60,11 @@ sweep_shards() {
         log "$name: skipped, ${window} s left is too short to finish a run"
         return
     fi
-    log "$name on FMNIST: $shards shards, ${window} s"
+    log "$name on ${3:-all datasets}: $shards shards, ${window} s"
     mkdir -p runs/logs
     for i in $(seq 0 $((shards - 1))); do
         OMP_NUM_THREADS=$(($(nproc) / shards)) timeout "$window" $py -m lpfl sweep "$spec" --quiet \
-            --only dataset=fmnist --shard "$i/$shards" --time-budget $((window - 15)) \
+            ${3:+--only dataset=$3} --shard "$i/$shards" --time-budget $((window - 15)) \
             >"runs/logs/$name-shard-$i.log" 2>&1 &
     done
     wait
@@ -70,8 +72,8 @@ sweep_shards() {
 log "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
 $py -c "import torch, lpfl; print('torch', torch.__version__)" 2>&1 | tee -a "$out/session.log"
 
-if want kernels; then
-    log "Triton rounding kernels: values, then speed"
+if want check || want kernels; then
+    log "Triton rounding kernels: values"
     timeout "$(cap 90)" $py tests/triton_kernel_check.py cuda >/tmp/kernel-check.txt 2>&1
     rc=$?
     cat /tmp/kernel-check.txt >>"$out/session.log"
@@ -80,6 +82,8 @@ if want kernels; then
         base_extra+=$'\nfused-quant = "off"'
         log "sweeps round with eager ops"
     fi
+fi
+if want kernels; then
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
     timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \
@@ -115,7 +119,7 @@ fi
 sweeps=$( (want table1 && echo 1; want methods && echo 1) | wc -l)
 if ((sweeps > 0)); then
     window=$((($(left) - 40) / sweeps))
-    want table1 && sweep_shards "$(local_spec table1-priority)" "$window"
+    want table1 && sweep_shards "$(local_spec table1-priority)" "$window" "${SWEEP_DATASET-fmnist}"
     want methods && sweep_shards "$(local_spec methods-fmnist)" "$(($(left) - 40))"
 fi
 log "finished runs: $(ls -d runs/*/*/ results/gpu-runs/*/*/ 2>/dev/null | grep -v -e partial -e logs -c)"
