@@ -5,13 +5,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..quant import ActQuant
+from .input_conv import InputConv2d
 
 
-def _stage(in_ch: int, width: int, padding: int) -> list[nn.Module]:
+def _stage(in_ch: int, width: int, padding: int, first: bool) -> list[nn.Module]:
     # Rounding points where the reference puts them: after the conv, after norm+ReLU,
     # after the pool. GroupNorm with one group per channel is the reference's "instance norm".
+    conv = InputConv2d if first else nn.Conv2d
     return [
-        nn.Conv2d(in_ch, width, kernel_size=3, padding=padding),
+        conv(in_ch, width, kernel_size=3, padding=padding),
         ActQuant(),
         nn.GroupNorm(width, width, affine=True),
         nn.ReLU(inplace=True),
@@ -31,7 +33,7 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         in_ch, feat = channels, size + 2 * first_pad - 2
         for i in range(depth):
-            layers += _stage(in_ch, width, first_pad if i == 0 else 1)
+            layers += _stage(in_ch, width, first_pad if i == 0 else 1, first=i == 0)
             in_ch, feat = width, feat // 2
         if feat < 1:
             raise ValueError(f"{size}x{size} inputs are too small for a depth-{depth} ConvNet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..quant import ActQuant
+from .input_conv import InputConv2d
 from .width import scaled
 
 GN_GROUPS = 2  # the common choice for GroupNorm ResNets in FL (Hsieh et al., 2020)
@@ -43,7 +44,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False),
+            InputConv2d(channels, widths[0], 3, 1, 1, bias=False),
             ActQuant(),
             _norm(widths[0]),
             nn.ReLU(inplace=True),
