@@ -9,7 +9,9 @@
 #            OUT/session.log, about 40 s); if they differ, the runs of target and the
 #            sweeps round eagerly
 #   kernels  check, then the kernels' milliseconds per call (OUT/rounding-speed.json),
-#            and a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json)
+#            a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json),
+#            and each ConvNet layer stacked over clients, grouped convolution vs im2col
+#            (OUT/stacked-conv.json)
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
@@ -24,7 +26,7 @@
 # the H200's 0.68 s, plus about 25 s of start-up); with both, table1 and methods split
 # what is left of the slot.
 #
-# At most 8 files come back from a slot: these parts write 7 (with session.log).
+# At most 8 files come back from a slot: these parts write 8 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every
 # client's optimizer state (about 200 MB for the ConvNet), more than a slot returns, so a
 # run cut off midway is lost either way.
@@ -88,6 +90,8 @@ if want kernels; then
         2>>"$out/session.log" || log "rounding speed: exit $?"
     timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \
         >"$out/wire-round-speed.json" 2>>"$out/session.log" || log "wire round speed: exit $?"
+    timeout "$(cap 60)" $py benchmarks/stacked_conv.py >"$out/stacked-conv.json" \
+        2>>"$out/session.log" || log "stacked conv: exit $?"
 fi
 
 if want target; then
