@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from .errors import WireError
 from .format import COMPRESSIONS
@@ -22,7 +23,7 @@ class Header:
     compression: str
     tensors: tuple[TensorSpec, ...]
 
-    @property
+    @cached_property
     def body_size(self) -> int:
         """Length of the body before compression: the sum of every tensor's bytes."""
         return sum(spec.body_size for spec in self.tensors)
@@ -36,20 +37,29 @@ class Header:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Header:
-        """Parse and validate; the checksum has passed, so any error here is the sender's bug."""
-        try:
-            document = json.loads(data.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise WireError(f"malformed header: not valid JSON ({err})") from err
-        if not (isinstance(document, dict) and document.keys() == _KEYS):
-            raise WireError(f"malformed header: expected an object with keys {sorted(_KEYS)}")
-        compression, entries = document["compression"], document["tensors"]
-        if compression not in COMPRESSIONS:
-            raise WireError(f"malformed header: unknown compression {compression!r}")
-        if not isinstance(entries, list):
-            raise WireError("malformed header: 'tensors' is not a list")
-        tensors = tuple(TensorSpec.from_json(entry) for entry in entries)
-        names = [spec.name for spec in tensors]
-        if len(set(names)) != len(names):
-            raise WireError("malformed header: duplicate tensor names")
-        return cls(compression, tensors)
+        """Parse and validate; the checksum has passed, so any error here is the sender's bug.
+
+        A round's uploads share one layout, so each distinct header is parsed once and
+        the (immutable) result reused, with the sizes its specs have worked out.
+        """
+        return _parse(bytes(data))
+
+
+@lru_cache(maxsize=64)
+def _parse(data: bytes) -> Header:
+    try:
+        document = json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WireError(f"malformed header: not valid JSON ({err})") from err
+    if not (isinstance(document, dict) and document.keys() == _KEYS):
+        raise WireError(f"malformed header: expected an object with keys {sorted(_KEYS)}")
+    compression, entries = document["compression"], document["tensors"]
+    if compression not in COMPRESSIONS:
+        raise WireError(f"malformed header: unknown compression {compression!r}")
+    if not isinstance(entries, list):
+        raise WireError("malformed header: 'tensors' is not a list")
+    tensors = tuple(TensorSpec.from_json(entry) for entry in entries)
+    names = [spec.name for spec in tensors]
+    if len(set(names)) != len(names):
+        raise WireError("malformed header: duplicate tensor names")
+    return Header(compression, tensors)
