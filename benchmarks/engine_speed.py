@@ -118,7 +118,9 @@ def main() -> None:
     parser.add_argument(
         "--participation", type=float, default=0.4, help="with --paper: clients per round"
     )
-    parser.add_argument("--sequential-rounds", type=int, help="fewer rounds for the slow engine")
+    parser.add_argument(
+        "--sequential-rounds", type=int, help="fewer rounds for the slow engine (0: skip it)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here after every measurement")
     args = parser.parse_args()
@@ -142,7 +144,9 @@ def main() -> None:
             with open(args.json, "w") as fh:
                 json.dump(out, fh, indent=1)
 
-    seq_rounds = {"rounds": args.sequential_rounds or args.rounds}
+    seq_rounds = {
+        "rounds": args.rounds if args.sequential_rounds is None else args.sequential_rounds
+    }
     on_cuda = torch.cuda.is_available() and args.device != "cpu"
     variants = VARIANTS if on_cuda else VARIANTS | CPU_VARIANTS
     # Each engine pair back to back, so the ratio compares like with like on a machine
@@ -150,6 +154,8 @@ def main() -> None:
     for name, variant in variants.items():
         spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
         save()
+        if not seq_rounds["rounds"]:
+            continue
         spr[f"sequential_{name}"] = measure(
             base | variant | seq_rounds | {"engine": "sequential"}, clock
         )

@@ -15,7 +15,8 @@
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
-#            fmnist), GPU ablations after the engine pairs (issue 3): OUT/engine-speed-*.json
+#            fmnist), GPU ablations after the engine pairs (issue 3): OUT/engine-speed-*.json;
+#            SEQUENTIAL_ROUNDS=0 leaves the sequential engine out (about 60 s a dataset)
 #   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
 #            data staged over three calls) (issue 6)
@@ -108,7 +109,7 @@ if want bench; then
     for ds in ${BENCH_DATASETS:-cifar10 fmnist}; do
         log "engine speed, $ds"
         timeout "$(cap "${BENCH_CAP:-150}")" $py benchmarks/engine_speed.py --paper "$ds" \
-            --data-dir "$data" --rounds 6 --sequential-rounds 3 \
+            --data-dir "$data" --rounds 6 --sequential-rounds "${SEQUENTIAL_ROUNDS:-3}" \
             --json "$out/engine-speed-$ds.json" >/dev/null 2>>"$out/session.log" ||
             log "engine speed $ds: exit $?"
     done
