@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,21 @@ def test_non_finite_input_raises(bad):
     x = torch.tensor([1.0, bad, 2.0])
     with pytest.raises(NonFiniteError, match="NaN or Inf"):
         block_quantize(x, 8)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_unchecked_blocks_holding_nan_or_inf_come_out_all_nan(rounding):
+    """A caller that skips the check (the vectorized engine) must still see a broken block:
+    an Inf would otherwise saturate to a finite mantissa. Other blocks are untouched."""
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    x[1, 2], x[2, 4] = math.inf, math.nan
+    g = torch.Generator().manual_seed(1)
+    out = block_quantize(x, 8, "B", rounding, g, check=False)
+    clean = block_quantize(x[[0, 3]], 8, "B", "nearest", check=False)
+    assert out[[1, 2]].isnan().all()
+    assert torch.isfinite(out[[0, 3]]).all()
+    if rounding == "nearest":
+        assert torch.equal(out[[0, 3]], clean)
 
 
 def test_full_precision_is_identity():

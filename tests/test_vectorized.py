@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -201,17 +202,18 @@ def test_stacked_step_is_torch_optimizers_step_per_client(optimizer):
             assert torch.equal(p, params[k][j]), (optimizer.name, j, k)
 
 
-def test_a_client_that_blows_up_is_rejected_alone():
+@pytest.mark.parametrize("value", [math.nan, 3e38])  # 3e38 overflows to Inf in the first layer
+def test_a_client_that_blows_up_is_rejected_alone(value):
     spec, data, start = _setup("mlp", (20, 20, 20))
     marked = data[1].x.clone()
-    marked[:, 0, 0, 0] = 255  # a pixel only client 1 has; its inputs turn to NaN below
+    marked[:, 0, 0, 0] = 255  # a pixel only client 1 has; its inputs turn to value below
     data[1] = ClientData(marked, data[1].y)
     for d in (data[0], data[2]):
         d.x[:, 0, 0, 0] = 0
 
     def poison(t):
         x = normalize(t, spec)
-        return torch.where(t[:, :1, :1, :1] == 255, torch.full_like(x, float("nan")), x)
+        return torch.where(t[:, :1, :1, :1] == 255, torch.full_like(x, value), x)
 
     trainer = VectorizedTrainer(
         build_model("mlp", 1, 8, 10), PrecisionPolicy.uniform(8), FedAvg(), OptimizerSpec(),

@@ -142,9 +142,14 @@ def _fake_quantize(
 
     The last multiply is done in the input's shape so that it makes a new tensor:
     returning a view of the row-shaped intermediate would make a rounded activation a
-    view, which autograd forbids an in-place op (ReLU) on.
+    view, which autograd forbids an in-place op (ReLU) on. A block holding NaN or Inf
+    comes out all NaN, as from the Triton kernels: its other values would be garbage
+    (an Inf saturates to the largest mantissa, a finite value), and a caller that
+    skips the check must still see that this client's numbers broke. Its step is
+    made NaN, one value per block, so this costs no pass over the tensor.
     """
     m, _, step, peak = _parts(rows, noise, bits)
+    step = torch.where(peak < math.inf, step, math.nan)
     return m.view(shape) * step.view(block_shape), peak
 
 
