@@ -99,8 +99,8 @@ def test_divergence_stops_the_run_and_keeps_earlier_rounds(tmp_path, tiny, monke
 
 @pytest.mark.parametrize("bits", [8, 32])
 def test_clients_whose_training_blows_up_are_dropped_and_the_run_goes_on(tiny, monkeypatch, bits):
-    # At 8 bits the quantizer refuses the NaN errors; at 32 bits the trainer sees the NaN
-    # loss. Either way the client is dropped and the global model is left unchanged.
+    # At 8 bits the NaN errors come out of the rounding as NaN; at 32 bits they stay. Either
+    # way the trainer sees a NaN loss, drops the client and leaves the global model unchanged.
     monkeypatch.setattr(
         FedAvg, "client_loss", lambda self, m, logits, y, w=None: logits.sum() * float("nan")
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -202,8 +203,10 @@ def test_stacked_step_is_torch_optimizers_step_per_client(optimizer):
             assert torch.equal(p, params[k][j]), (optimizer.name, j, k)
 
 
+@pytest.mark.parametrize("engine", [VectorizedTrainer, LocalTrainer])
 @pytest.mark.parametrize("value", [math.nan, 3e38])  # 3e38 overflows to Inf in the first layer
-def test_a_client_that_blows_up_is_rejected_alone(value):
+def test_a_client_that_blows_up_is_rejected_alone(engine, value):
+    """Neither engine looks for NaN/Inf at every rounding; both catch it at the end."""
     spec, data, start = _setup("mlp", (20, 20, 20))
     marked = data[1].x.clone()
     marked[:, 0, 0, 0] = 255  # a pixel only client 1 has; its inputs turn to value below
@@ -215,16 +218,38 @@ def test_a_client_that_blows_up_is_rejected_alone(value):
         x = normalize(t, spec)
         return torch.where(t[:, :1, :1, :1] == 255, torch.full_like(x, value), x)
 
-    trainer = VectorizedTrainer(
+    trainer = engine(
         build_model("mlp", 1, 8, 10), PrecisionPolicy.uniform(8), FedAvg(), OptimizerSpec(),
         poison, 1, 16, torch.Generator().manual_seed(0),
     )  # fmt: skip
     results = trainer.train_round([0, 1, 2], start, data)
     assert isinstance(results[1], Rejection) and "NaN" in results[1].reason
-    kept = trainer.state_dict()["saved"]["exp_avg_sq.classifier.weight"]
-    assert kept[[0, 2]].any() and not kept[1].any(), "client 1 keeps its (fresh) state"
+    saved = trainer.state_dict()["saved"]
+    if engine is VectorizedTrainer:  # one row per client
+        kept = saved["exp_avg_sq.classifier.weight"]
+        assert kept[[0, 2]].any() and not kept[1].any(), "client 1 keeps its (fresh) state"
+    else:  # one torch optimizer state per client
+        assert sorted(saved) == [0, 2], "client 1 keeps no state"
     assert all(isinstance(results[j], ClientUpdate) for j in (0, 2))
     assert all(torch.isfinite(v).all() for j in (0, 2) for v in results[j].state.values())
+
+
+def test_sequential_engine_rejects_weights_that_broke_after_the_last_loss(monkeypatch):
+    """The loss is finite, but the last update left a NaN weight: still rejected."""
+    spec, data, start = _setup("mlp", (20,))
+    real = PrecisionPolicy.quantize_weights_
+
+    def breaking(self, params, generator=None):
+        real(self, params, generator)
+        next(iter(params)).data[0] = math.nan
+
+    monkeypatch.setattr(PrecisionPolicy, "quantize_weights_", breaking)
+    trainer = LocalTrainer(
+        build_model("mlp", 1, 8, 10), PrecisionPolicy.uniform(8), FedAvg(), OptimizerSpec(),
+        partial(normalize, spec=spec), 1, 32, torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    (result,) = trainer.train_round([0], start, data)  # one batch: one loss, then the break
+    assert isinstance(result, Rejection) and "NaN/Inf weights" in result.reason
 
 
 @pytest.mark.parametrize(

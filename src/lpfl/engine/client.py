@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from ..algorithms import Algorithm, ClientUpdate, State
 from ..models import head_forward, num_classes
-from ..quant import NonFiniteError, PrecisionPolicy
+from ..quant import PrecisionPolicy
+from ..quant.finite import all_finite
 from .messages import ClientData, DivergenceError, Rejection
 from .stacked_optim import fused_available
 
@@ -120,30 +121,32 @@ class LocalTrainer(ClientTrainer):
         n = len(data)
         counts = self.label_counts(data)
         head = partial(head_forward, model)
-        try:
-            for _ in range(self.local_epochs):
-                order = torch.randperm(n, generator=gen, device=gen.device).to(data.y.device)
-                for idx in order.split(self.batch_size):
-                    targets = data.y[idx]
-                    drawn = self.algorithm.draw(targets, counts, gen)
-                    logits = model(self.normalize(data.x[idx]))
-                    task = self.algorithm.client_loss(model, logits, targets)
-                    penalty = self.algorithm.penalty(dict(model.named_parameters()))
-                    extra = self.algorithm.regularizer(head, logits, targets, None, drawn)
-                    loss = task
-                    for term in (penalty, extra):
-                        loss = loss if term is None else loss + term
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.policy.quantize_grads_(params, gen)
-                    opt.step()
-                    self.policy.quantize_weights_(params, gen)
-                    loss_sum += task.detach() * len(idx)
-        except NonFiniteError as exc:
-            raise DivergenceError(f"client {client}: {exc}") from exc
+        for _ in range(self.local_epochs):
+            order = torch.randperm(n, generator=gen, device=gen.device).to(data.y.device)
+            for idx in order.split(self.batch_size):
+                targets = data.y[idx]
+                drawn = self.algorithm.draw(targets, counts, gen)
+                logits = model(self.normalize(data.x[idx]))
+                task = self.algorithm.client_loss(model, logits, targets)
+                penalty = self.algorithm.penalty(dict(model.named_parameters()))
+                extra = self.algorithm.regularizer(head, logits, targets, None, drawn)
+                loss = task
+                for term in (penalty, extra):
+                    loss = loss if term is None else loss + term
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.policy.quantize_grads_(params, gen)
+                opt.step()
+                self.policy.quantize_weights_(params, gen)
+                loss_sum += task.detach() * len(idx)
+        # One look for NaN/Inf, here rather than at every rounding (see ActQuant): a NaN
+        # anywhere in training reaches the loss or the weights, and rounding turns an
+        # Inf into NaN.
         train_loss = float(loss_sum) / (n * self.local_epochs) if n else float("nan")
         if n and not math.isfinite(train_loss):
             raise DivergenceError(f"client {client}: training loss became NaN/Inf ({train_loss})")
+        if not all(all_finite(p) for p in params):
+            raise DivergenceError(f"client {client}: training produced NaN/Inf weights")
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         update = ClientUpdate(client, state, n, train_loss, tuple(counts.tolist()))
         return update, opt.state_dict()

@@ -58,7 +58,11 @@ class PrecisionPolicy:
     def quantize_grads_(
         self, params: Iterable[nn.Parameter], generator: torch.Generator | None = None
     ) -> None:
-        """Round every gradient before the optimizer sees it."""
+        """Round every gradient before the optimizer sees it.
+
+        As with activations, a NaN/Inf is not looked for here (it comes out as NaN
+        and reaches the weights): the trainer checks once, at the end.
+        """
         _round_in_place((p.grad for p in params if p.grad is not None), self.grad, generator)
 
     def quantize_weights_(
@@ -75,4 +79,4 @@ def _round_in_place(
     if fmt.full_precision:
         return
     for t in tensors:
-        t.copy_(quantize(t, fmt, generator))
+        t.copy_(quantize(t, fmt, generator, check=False))
