@@ -12,13 +12,12 @@ reach the same accuracy whichever rounding is used (the kernels are bit-identica
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
+
+from provenance import provenance
 
 RUN = """
 import sys
@@ -54,9 +53,7 @@ def main() -> None:
             print(key, round(seconds[key], 1), "s", file=sys.stderr, flush=True)
     out = {
         "setting": f"digits demo, 8 bits + moving average, {args.rounds} rounds",
-        "device": f"CPU {platform.machine()}, {os.cpu_count()} cores",
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join(["benchmarks/demo_wall.py", *sys.argv[1:]]),
+        **provenance(),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "final_accuracy": accuracy,
         "speedup_fused": round(seconds["sequential_fused"] / seconds["vectorized_fused"], 2),

@@ -14,10 +14,7 @@ over torch's grouped one (``models/input_conv.py``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+from provenance import provenance
 from torch import nn
 
 from lpfl.cli import DEMO_SETTINGS
@@ -71,12 +69,6 @@ def settings(args: argparse.Namespace) -> dict:
             rounds=args.rounds,
         )  # fmt: skip
     return DEMO_SETTINGS | {"rounds": args.rounds}
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"CPU {platform.machine()}, {os.cpu_count()} cores"
 
 
 class TrainClock:
@@ -128,13 +120,11 @@ def main() -> None:
     for engine in (client.LocalTrainer, vectorized.VectorizedTrainer):
         engine.train_round = clock.wrap(engine.train_round)  # type: ignore[method-assign]
     base = settings(args) | {"device": args.device}
+    on_cuda = torch.cuda.is_available() and args.device != "cpu"
     out: dict = {
         "setting": args.paper or "digits-demo",
-        "device": device_name(),
+        **provenance("cuda" if on_cuda else "cpu"),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join(["benchmarks/engine_speed.py", *sys.argv[1:]]),
         "seconds_per_round": {},
     }
     spr = out["seconds_per_round"]
@@ -147,7 +137,6 @@ def main() -> None:
     seq_rounds = {
         "rounds": args.rounds if args.sequential_rounds is None else args.sequential_rounds
     }
-    on_cuda = torch.cuda.is_available() and args.device != "cpu"
     variants = VARIANTS if on_cuda else VARIANTS | CPU_VARIANTS
     # Each engine pair back to back, so the ratio compares like with like on a machine
     # whose speed drifts (a shared CPU); the GPU-only ablations come after.

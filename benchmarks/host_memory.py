@@ -12,13 +12,13 @@ whole process and its peak memory, and the engines' ratio under each setting.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+
+from provenance import provenance
 
 RUN = """
 import json, resource, statistics, sys
@@ -78,9 +78,7 @@ def main() -> None:
     }
     out = {
         "setting": f"digits demo, {args.rounds} rounds, median of {args.repeats} processes",
-        "device": f"CPU {platform.machine()}, {os.cpu_count()} cores",
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join(["benchmarks/host_memory.py", *sys.argv[1:]]),
+        **provenance(),
         "median": median,
         "vectorized_over_sequential": ratios,
     }

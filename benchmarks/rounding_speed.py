@@ -14,15 +14,13 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
+from provenance import provenance
 
 from lpfl.quant import block_quantize
 from lpfl.quant.block import fused_enabled, use_fused
@@ -66,13 +64,8 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     out: dict = {
-        "device": torch.cuda.get_device_name()
-        if cuda
-        else f"CPU {platform.machine()}, {os.cpu_count()} cores",
+        **provenance(device),
         "fused_path": "triton" if cuda else "torch.compile",
-        "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join(["benchmarks/rounding_speed.py", *sys.argv[1:]]),
         "ms_per_call": {},
     }
     for name, (shape, blk) in tensors(args.clients, args.batch, args.width).items():

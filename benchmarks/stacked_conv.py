@@ -13,15 +13,13 @@ JSON object; each row also gives the largest relative difference between the two
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
+from provenance import provenance
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -61,12 +59,7 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     out: dict = {
-        "device": torch.cuda.get_device_name()
-        if cuda
-        else f"CPU {platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join(["benchmarks/stacked_conv.py", *sys.argv[1:]]),
+        **provenance(device),
         "clients": args.clients,
         "batch": args.batch,
         "ms": {},
