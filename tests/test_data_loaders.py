@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from lpfl.data import (
     DatasetNotFoundError,
     load_dataset,
     normalize,
+    npz,
     reusing_loaded_data,
 )
 from lpfl.data.cinic import CLASSES as CINIC_CLASSES
@@ -154,6 +156,30 @@ def test_npz_layout_single_and_chunked(tmp_path, name, chunks):
     arrays = make_arrays(name, SIZES)
     write_npz(tmp_path / DATASETS[name].folders[-1], arrays, chunks)
     assert_loads_as(name, tmp_path, arrays)
+
+
+def test_npz_archives_decode_side_by_side(tmp_path, monkeypatch):
+    """Each archive is decoded on its own thread: a barrier that needs all six archives
+    (3 train chunks, 3 test chunks) in flight at once would time out if they were read
+    one after another."""
+    arrays = make_arrays("cifar10", SIZES)
+    write_npz(tmp_path / "cifar10", arrays, chunks=3)
+    together = threading.Barrier(6, timeout=10)
+    read_archive = npz._read_archive
+
+    def waiting(path, spec):
+        together.wait()
+        return read_archive(path, spec)
+
+    monkeypatch.setattr(npz, "_read_archive", waiting)
+    assert_loads_as("cifar10", tmp_path, arrays)
+
+
+def test_damaged_chunk_names_itself(tmp_path):
+    write_npz(tmp_path / "cifar10", make_arrays("cifar10", SIZES), chunks=3)
+    _truncate(tmp_path / "cifar10" / "train-001.npz")
+    with pytest.raises(DataFormatError, match=r"train-001\.npz"):
+        load_dataset("cifar10", tmp_path)
 
 
 @pytest.mark.parametrize("gz", [True, False])
