@@ -78,9 +78,10 @@ def _read_splits(files: dict[str, list[Path]], spec: DatasetSpec) -> Splits:
 
     Decompression dominates loading (the shared CIFAR-10 archives are LZMA: 7.6 of the
     8.5 s a load took on one core), and zlib and lzma release the GIL while they work,
-    so the five CIFAR-10 archives decode side by side: 8.1 s -> 4.0 s on 2 cores. A
-    thread per archive (up to 8), not per core, so no archive waits for a free core
-    behind the others (4.6 s with 2 threads there). Chunks keep their order.
+    so the five CIFAR-10 archives decode side by side: 8.1 s -> 4.2 s on 2 cores
+    (``benchmarks/data_load.py``). A thread per archive (up to 8), not per core, so no
+    archive waits for a free core behind the others (4.6 s with 2 threads there).
+    Chunks keep their order.
     """
     paths = files["train"] + files["test"]
     with ThreadPoolExecutor(max_workers=min(len(paths), _THREADS)) as pool:
