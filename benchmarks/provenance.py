@@ -7,22 +7,19 @@ this module is imported by its plain name.
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from lpfl.provenance import device_name, source_commit
 
-def provenance(device: torch.device | str = "cpu") -> dict[str, str]:
-    """The device measured, torch's version, today's date and the command that ran."""
-    if torch.device(device).type == "cuda":
-        name = torch.cuda.get_device_name()
-    else:
-        name = f"CPU {platform.machine()}, {os.cpu_count()} cores"
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, str | None]:
+    """The device measured, torch's version, lpfl's commit, today's date and the command."""
     return {
-        "device": name,
+        "device": device_name(device),
+        "commit": source_commit(),
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
         "command": " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),

@@ -206,3 +206,42 @@ def test_runs_on_a_subset_read_needs_full_data(runs, tmp_path):
     with (out / "table1.csv").open() as fh:
         line = next(r for r in csv.DictReader(fh) if r["dataset"] == "cifar100" and r["n"] == "1")
     assert line["subset_train_samples"] == "10000" and line["diff"] == "" and line["paper"]
+
+
+def test_table_names_the_machines_its_runs_came_from(runs, tmp_path):
+    """Six runs made here, one copied from a "GPU" whose results.json was resumed on a
+    second machine, and one from before sessions were recorded: each is counted under
+    every machine that computed its rounds, the old one as unrecorded."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(runs, mixed / "here")
+    for name, sessions in (("gpu", [("NVIDIA H200", "abc123", "2026-11-20"),
+                                    ("NVIDIA H100 80GB HBM3", "abc123", "2026-11-21")]),
+                           ("old", None)):  # fmt: skip
+        source = next(runs.glob("*/results.json"))
+        data = json.loads(source.read_text())
+        data["config"]["seed"] = {"gpu": 7, "old": 8}[name]  # another run, not a copy
+        if sessions is None:
+            del data["sessions"]
+        else:
+            data["sessions"] = [
+                {"device": d, "commit": c, "started": f"{day}T10:00:00+00:00", "first_round": i}
+                for i, (d, c, day) in enumerate(sessions, 1)
+            ]
+        (mixed / name).mkdir()
+        (mixed / name / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(mixed), "--out", str(out)]) == 0
+    text = (out / "table1.md").read_text()
+    made = text.split("Made with:\n")[1].split("\n\n")[0].splitlines()
+    local = json.loads(source.read_text())["sessions"][0]
+    assert (
+        made
+        == [  # by device, then commit
+            f"- 6 run(s) on {local['device']}, lpfl {local['commit'] or 'unknown commit'}, "
+            f"{local['started'][:10]}",
+            "- 1 run(s) on NVIDIA H100 80GB HBM3, lpfl abc123, 2026-11-21",
+            "- 1 run(s) on NVIDIA H200, lpfl abc123, 2026-11-20",
+            "- 1 run(s) whose results.json predates the record of where runs ran: "
+            "see the notes kept beside them",
+        ]
+    )

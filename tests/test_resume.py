@@ -64,6 +64,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     resumed, rows = _rounds(crashed)
     assert resumed["status"] == "completed"
     assert rows == _rounds(straight)[1], "rounds 5-6 redone from the round-4 checkpoint"
+    assert [s["first_round"] for s in resumed["sessions"]] == [1, 5], "both processes named"
     assert len((crashed / "metrics.csv").read_text().splitlines()) == 7
     assert not (crashed / "checkpoint.pt").exists(), "a finished run drops its checkpoint"
 

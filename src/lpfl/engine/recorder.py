@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import provenance
+
 LAST_K = 5  # the paper reports mean ± std of the last 5 evaluated rounds
 
 
@@ -76,12 +78,18 @@ class Recorder:
     ) -> None:
         """``history`` (from ``state_dict``) continues a resumed run's records;
         ``trackers`` (see trackers.py) also receive every round; ``data`` says what the run
-        trained on (sample counts), for reports to tell a subset from the full dataset."""
+        trained on (sample counts), for reports to tell a subset from the full dataset.
+
+        Each process that computes rounds of the run adds a session (device, lpfl commit,
+        torch, command, times) from its first round on, so a resumed run names every
+        machine its rounds came from."""
         self.data = data or {}
         self.trackers = trackers or []
         history = history or {"rounds": [], "rejections": []}
         self.rounds = [RoundMetrics(**r) for r in history["rounds"]]
         self.rejections: list[dict[str, Any]] = list(history["rejections"])
+        here = provenance.session(config.get("device", "cpu"))
+        self.sessions = [*history.get("sessions", []), {"first_round": len(self.rounds) + 1} | here]
         self.config = config
         self.model_fp32_bytes = model_fp32_bytes
         self.status = "running"
@@ -99,7 +107,11 @@ class Recorder:
             self._write_json()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rounds": [asdict(r) for r in self.rounds], "rejections": self.rejections}
+        return {
+            "rounds": [asdict(r) for r in self.rounds],
+            "rejections": self.rejections,
+            "sessions": self.sessions,
+        }
 
     def _write_row(self, metrics: RoundMetrics) -> None:
         self._writer.writerow({k: _json_safe(v) for k, v in asdict(metrics).items()})
@@ -119,6 +131,7 @@ class Recorder:
 
     def finish(self, status: str = "completed", error: str | None = None) -> None:
         self.status, self.error = status, error
+        self.sessions[-1]["finished"] = provenance.now()
         for tracker in self.trackers:
             tracker.close()
         if self.dir is not None:
@@ -136,6 +149,7 @@ class Recorder:
             "summary": self.summary(),
             "rejections": self.rejections,
             "data": self.data,
+            "sessions": self.sessions,
         }
         if self.error:
             result["error"] = self.error

@@ -27,6 +27,7 @@ class Run:
     rounds: list[dict[str, Any]]
     summary: dict[str, Any]
     data: dict[str, Any] | None = None  # sample counts; absent from older results files
+    sessions: tuple[dict[str, Any], ...] = ()  # where its rounds ran; absent before 2026-11-27
 
     @property
     def algorithm(self) -> str:
@@ -74,8 +75,9 @@ def _read(path: Path) -> Run | None:
     try:
         data = json.loads(path.read_text())
         return Run(
-            path, data["config"], data["status"], data["rounds"], data["summary"], data.get("data")
-        )
+            path, data["config"], data["status"], data["rounds"], data["summary"],
+            data.get("data"), tuple(data.get("sessions", ())),
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning("skipping %s: not a readable results file (%s)", path, exc)
         return None
@@ -110,3 +112,27 @@ def load_runs(dirs: Iterable[str | os.PathLike]) -> list[Run]:
     if unfinished:
         logger.warning("left out %d unfinished run(s)", unfinished)
     return list(runs.values())
+
+
+def made_on(runs: Iterable[Run]) -> list[str]:
+    """One line per (device, lpfl commit) the runs' rounds were computed with: how many
+    runs, on which dates. A resumed run counts under every machine it ran on."""
+    machines: dict[tuple[str, str], tuple[set[Path], set[str]]] = {}
+    unrecorded = 0
+    for run in runs:
+        unrecorded += not run.sessions
+        for session in run.sessions:
+            key = (session.get("device") or "?", session.get("commit") or "unknown commit")
+            paths, dates = machines.setdefault(key, (set(), set()))
+            paths.add(run.path)
+            dates.add(str(session.get("started", "?"))[:10])
+    lines = [
+        f"{len(paths)} run(s) on {device}, lpfl {commit}, {', '.join(sorted(dates))}"
+        for (device, commit), (paths, dates) in sorted(machines.items())
+    ]
+    if unrecorded:
+        lines.append(
+            f"{unrecorded} run(s) whose results.json predates the record of where runs "
+            "ran: see the notes kept beside them"
+        )
+    return lines

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..sweep import identity
 from .paper import ALPHAS, DATASETS, VARIANTS, paper_value
-from .runs import Run
+from .runs import Run, made_on
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class Grid:
     columns: list[Column]
     cells: dict[tuple[Any, Column], Cell]
     notes: list[str]  # cells that pool runs with settings other than the seed differing
+    sources: list[str]  # the devices and lpfl commits the runs were made with
 
 
 Table1 = Grid
@@ -164,7 +165,7 @@ def fill_grid(
             where = f"{label(row)}, {column_label(col)}"
             note = _pooling_note(where, members) if members else None
             notes += [note] if note else []
-    return Grid(rows, columns, cells, notes)
+    return Grid(rows, columns, cells, notes, made_on(r for runs in groups.values() for r in runs))
 
 
 def grid_markdown(grid: Grid, intro: list[str], label: Callable[[Any], str]) -> str:
@@ -174,6 +175,8 @@ def grid_markdown(grid: Grid, intro: list[str], label: Callable[[Any], str]) -> 
     for row in grid.rows:
         cells = [grid.cells[row, col].text() for col in grid.columns]
         lines.append("| " + " | ".join([label(row), *cells]) + " |")
+    if grid.sources:
+        lines += ["", "Made with:", *(f"- {source}" for source in grid.sources)]
     if grid.notes:
         lines += ["", "Warnings:", *(f"- {note}" for note in grid.notes)]
     return "\n".join(lines) + "\n"
