@@ -74,6 +74,9 @@ sweep_shards() {
 }
 log "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
 $py -c "import torch, lpfl; print('torch', torch.__version__)" 2>&1 | tee -a "$out/session.log"
+# The machine gets a copy of the tree without .git: the sender names the commit (results
+# files and benchmark JSON record it), e.g. LPFL_COMMIT=$(git rev-parse --short=12 HEAD).
+log "lpfl commit: ${LPFL_COMMIT:-not named (set LPFL_COMMIT when sending the tree)}"
 
 if want check || want kernels; then
     log "Triton rounding kernels: values"

@@ -30,7 +30,9 @@ def test_a_run_records_where_it_ran(tmp_path):
     assert session["commit"] == provenance.source_commit()
 
 
-def test_source_commit_is_this_checkouts_head():
+def test_source_commit_is_this_checkouts_head(monkeypatch):
+    monkeypatch.delenv("LPFL_COMMIT", raising=False)
+    provenance.source_commit.cache_clear()
     if not (REPO / ".git").exists():  # an exported tree: nothing to compare with
         assert provenance.source_commit() is None
         return
@@ -46,6 +48,7 @@ def test_no_commit_outside_lpfls_own_checkout(tmp_path, monkeypatch):
     repository (a venv inside some project), reports no commit, not that project's."""
     plain = tmp_path / "plain" / "lpfl"
     repo = tmp_path / "repo"
+    monkeypatch.delenv("LPFL_COMMIT", raising=False)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "other"], check=True)
@@ -57,3 +60,12 @@ def test_no_commit_outside_lpfls_own_checkout(tmp_path, monkeypatch):
             assert provenance.source_commit() is None, package
         finally:
             provenance.source_commit.cache_clear()
+
+
+def test_a_copied_tree_is_named_by_its_sender(monkeypatch):
+    monkeypatch.setenv("LPFL_COMMIT", "4b4d1dc")
+    provenance.source_commit.cache_clear()
+    try:
+        assert provenance.source_commit() == "4b4d1dc"
+    finally:
+        provenance.source_commit.cache_clear()

@@ -42,7 +42,11 @@ def source_commit() -> str | None:
 
     None when lpfl is not running from its own git checkout (an installed wheel, a
     copied tree); a checkout that merely encloses an installed copy does not count.
+    A copied tree (what a remote GPU machine gets) can be named by its sender in
+    ``$LPFL_COMMIT``, which is taken as is.
     """
+    if named := os.environ.get("LPFL_COMMIT"):
+        return named
 
     def git(*args: str) -> str:
         done = subprocess.run(
