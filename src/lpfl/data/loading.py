@@ -148,7 +148,7 @@ def _not_found_message(spec: DatasetSpec, root: Path) -> str:
         for layout in _OFFICIAL[spec.name]
     ]
     lines.append(
-        f"Download it from {_HOMEPAGES[spec.name]} ; choose the data dir with --data-dir "
-        "or $LPFL_DATA."
+        f"Download it with `lpfl fetch {spec.name} --data-dir {root}`, or yourself from "
+        f"{_HOMEPAGES[spec.name]} ; choose the data dir with --data-dir or $LPFL_DATA."
     )
     return "\n".join(lines)
