@@ -69,3 +69,8 @@ def test_a_copied_tree_is_named_by_its_sender(monkeypatch):
         assert provenance.source_commit() == "4b4d1dc"
     finally:
         provenance.source_commit.cache_clear()
+
+
+def test_device_names():
+    assert provenance.device_name("cpu").startswith("CPU ")
+    assert provenance.device_name("auto") == "auto"  # not resolved yet: said as it is

@@ -24,8 +24,12 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def device_name(device: torch.device | str) -> str:
-    """The GPU's name, or the CPU's architecture and core count."""
-    device = torch.device(device)
+    """The GPU's name, or the CPU's architecture and core count; a setting that names no
+    device yet (``auto``, in a record made before the run resolved it) as it is."""
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        return str(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU {platform.machine()}, {os.cpu_count()} cores"
