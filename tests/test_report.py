@@ -245,3 +245,26 @@ def test_table_names_the_machines_its_runs_came_from(runs, tmp_path):
             "see the notes kept beside them",
         ]
     )
+
+
+def test_a_cell_agrees_within_the_papers_spread_or_two_points():
+    from lpfl.report.table1 import Cell, Grid, grid_markdown
+
+    def cell(ours, paper, std):
+        return Cell((ours,), 0, paper, paper_std=std)
+
+    assert cell(54.2, 57.4, 0.6).agrees is False  # 3.2 points off, the paper's ± is 0.6
+    assert cell(55.5, 57.4, 0.6).agrees is True  # within 2 points
+    assert cell(86.3, 90.6, 4.8).agrees is True  # within the paper's own ±
+    assert cell(59.5, 57.4, None).agrees is False  # no ± given: 2 points
+    assert Cell((), 0, 57.4, paper_std=0.6).agrees is None  # nothing measured
+    assert Cell((50.0,), 0, 57.4, subset=10_000, paper_std=0.6).agrees is None  # not comparable
+
+    a, b = (0.04, "cifar10"), (0.16, "cifar10")
+    rows = [(8, True)]
+    grid = Grid(rows, [a, b], {(rows[0], a): cell(54.2, 57.4, 0.6),
+                               (rows[0], b): cell(72.0, 72.4, 0.7)}, [], [])  # fmt: skip
+    text = grid_markdown(grid, ["# t"], lambda row: "8b avg")
+    assert "54.2 (n=1) · paper 57.4 · Δ -3.2 ≠" in text and "Δ -0.4 ≈" in text
+    assert "1 of 2 measured cells agree." in text
+    assert "- differs: 8b avg, cifar10 α=0.04: 54.2 (n=1) vs 57.4 (Δ -3.2)" in text

@@ -18,6 +18,7 @@ from .table1 import (
     Cell,
     Column,
     Grid,
+    agrees_field,
     fill_grid,
     grid_markdown,
     number,
@@ -31,7 +32,7 @@ NAMES = {"fedavg": "FedAvg", "abavg": "ABAvg", "fedprox": "FedProx", "fedgen": "
          "fedftg": "FedFTG"}  # fmt: skip
 PAPER_ROWS = [(m, *v) for m in ("fedavg", *METHODS) for v in ((8, True), (32, False))]
 CSV_HEADER = ("method", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std",
-              "paper", "diff", "subset_train_samples")  # fmt: skip
+              "paper", "diff", "subset_train_samples", "agrees")  # fmt: skip
 
 
 def row_label(row: Row) -> str:
@@ -55,8 +56,13 @@ def build_methods_table(runs: Iterable[Run]) -> Grid:
                if c in found_columns]  # fmt: skip
     rows = ordered(PAPER_ROWS, (row for row, _ in groups))
     return fill_grid(rows, columns, groups,
-                     lambda row, col: paper_method_value(row[0], col[1], col[0], *row[1:]),
-                     row_label)  # fmt: skip
+                     lambda row, col: _paper(row, col), row_label)  # fmt: skip
+
+
+def _paper(row: Row, col: Column) -> tuple[float, None] | None:
+    """The paper's value for a cell; its other-methods table gives no ±."""
+    value = paper_method_value(row[0], col[1], col[0], *row[1:])
+    return None if value is None else (value, None)
 
 
 def _markdown(table: Grid) -> str:
@@ -75,7 +81,7 @@ def _markdown(table: Grid) -> str:
 def _csv_line(row: Row, col: Column, cell: Cell) -> list:
     numbers = (cell.mean, cell.std, cell.paper, cell.diff)
     return [*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged,
-            *map(number, numbers), subset_field(cell)]  # fmt: skip
+            *map(number, numbers), subset_field(cell), agrees_field(cell)]  # fmt: skip
 
 
 def write_methods_table(table: Grid, out: Path) -> list[Path]:

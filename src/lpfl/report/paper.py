@@ -37,9 +37,16 @@ def _parse(row: str) -> dict[tuple[int, bool], tuple[float, float]]:
 PAPER_TABLE1 = {key: _parse(row) for key, row in _ROWS.items()}
 
 
+def paper_cell(
+    dataset: str, alpha: float, bits: int, averaging: bool
+) -> tuple[float, float] | None:
+    """The paper's (mean, std) accuracy (%) for this cell, or None where it has no number."""
+    return PAPER_TABLE1.get((dataset, alpha), {}).get((bits, averaging))
+
+
 def paper_value(dataset: str, alpha: float, bits: int, averaging: bool) -> float | None:
     """The paper's mean accuracy (%) for this cell, or None where the paper has no number."""
-    cell = PAPER_TABLE1.get((dataset, alpha), {}).get((bits, averaging))
+    cell = paper_cell(dataset, alpha, bits, averaging)
     return cell[0] if cell else None
 
 

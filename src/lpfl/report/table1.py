@@ -21,17 +21,20 @@ from typing import Any
 import numpy as np
 
 from ..sweep import identity
-from .paper import ALPHAS, DATASETS, VARIANTS, paper_value
+from .paper import ALPHAS, DATASETS, VARIANTS, paper_cell
 from .runs import Run, made_on
 
 logger = logging.getLogger(__name__)
 
 Row = tuple[int, bool]  # (bits, averaging)
 Column = tuple[float, str]  # (alpha, dataset)
+Paper = tuple[float, float | None]  # the paper's mean and, where it gives one, its ± (%)
 MISSING = "—"
+# Issue 6's test of a reproduced cell: within the paper's ± or 2 points, whichever is larger.
+AGREE_POINTS = 2.0
 CSV_HEADER = (
     "row", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std", "paper", "diff",
-    "quantized_eval_mean", "subset_train_samples",
+    "quantized_eval_mean", "subset_train_samples", "paper_std", "agrees",
 )  # fmt: skip
 
 
@@ -50,6 +53,7 @@ class Cell:
     paper: float | None
     quantized: tuple[float, ...] = ()  # %, the runs evaluated with activation rounding on too
     subset: int | None = None  # training samples, where runs had only part of the dataset
+    paper_std: float | None = None  # the paper's ± for this cell, where it gives one
 
     @property
     def quantized_mean(self) -> float | None:
@@ -75,6 +79,13 @@ class Cell:
             return None
         return self.mean - self.paper
 
+    @property
+    def agrees(self) -> bool | None:
+        """Within the paper's ± or ``AGREE_POINTS`` of its mean; None where not comparable."""
+        if self.diff is None:
+            return None
+        return abs(self.diff) <= max(AGREE_POINTS, self.paper_std or 0.0)
+
     def text(self) -> str:
         if self.subset is not None:  # not the paper's setting: no comparison with its value
             ours = "" if self.mean is None else f": {self.mean:.1f} (n={self.n})"
@@ -88,7 +99,8 @@ class Cell:
         if self.quantized_mean is not None:  # the reference's way of evaluating, beside ours
             parts += [f"act-rounded eval {self.quantized_mean:.1f}"]
         parts += [] if self.paper is None else [f"paper {self.paper:g}"]
-        parts += [] if self.diff is None else [f"Δ {self.diff:+.1f}"]
+        if self.diff is not None:
+            parts += [f"Δ {self.diff:+.1f} {'≈' if self.agrees else '≠'}"]
         return " · ".join(parts)
 
 
@@ -120,7 +132,7 @@ def _pooling_note(where: str, runs: list[Run]) -> str | None:
     return f"{where} pools runs differing in {', '.join(differ)}"
 
 
-def _make_cell(members: list[Run], paper: float | None) -> Cell:
+def _make_cell(members: list[Run], paper: Paper | None) -> Cell:
     """One table cell from the runs (seeds) of one setting: completed runs averaged,
     diverged ones counted."""
     completed = [r for r in members if r.status == "completed"]
@@ -130,9 +142,10 @@ def _make_cell(members: list[Run], paper: float | None) -> Cell:
     return Cell(
         tuple(a for a in accs if a is not None),
         sum(r.status == "diverged" for r in members),
-        paper,
+        None if paper is None else paper[0],
         tuple(q for q in quantized if q is not None),
         min(subsets) if subsets else None,
+        None if paper is None else paper[1],
     )
 
 
@@ -145,7 +158,7 @@ def build_table1(runs: Iterable[Run]) -> Table1:
     paper_columns = [(a, d) for a in ALPHAS for d in DATASETS]
     rows = ordered(VARIANTS, (row for row, _ in groups))
     columns = ordered(paper_columns, (col for _, col in groups))
-    return fill_grid(rows, columns, groups, lambda row, col: paper_value(col[1], col[0], *row),
+    return fill_grid(rows, columns, groups, lambda row, col: paper_cell(col[1], col[0], *row),
                      row_label)  # fmt: skip
 
 
@@ -153,10 +166,11 @@ def fill_grid(
     rows: list,
     columns: list[Column],
     groups: dict[tuple[Any, Column], list[Run]],
-    paper: Callable[[Any, Column], float | None],
+    paper: Callable[[Any, Column], Paper | None],
     label: Callable[[Any], str],
 ) -> Grid:
-    """Every (row, column) cell from its runs, with the paper's value and pooling warnings."""
+    """Every (row, column) cell from its runs, with the paper's value (and ±, where it
+    gives one) and pooling warnings."""
     cells, notes = {}, []
     for row in rows:
         for col in columns:
@@ -175,11 +189,32 @@ def grid_markdown(grid: Grid, intro: list[str], label: Callable[[Any], str]) -> 
     for row in grid.rows:
         cells = [grid.cells[row, col].text() for col in grid.columns]
         lines.append("| " + " | ".join([label(row), *cells]) + " |")
+    lines += _agreement(grid, label)
     if grid.sources:
         lines += ["", "Made with:", *(f"- {source}" for source in grid.sources)]
     if grid.notes:
         lines += ["", "Warnings:", *(f"- {note}" for note in grid.notes)]
     return "\n".join(lines) + "\n"
+
+
+def _agreement(grid: Grid, label: Callable[[Any], str]) -> list[str]:
+    """How many measured cells agree with the paper, and each that does not."""
+    compared = [(row, col) for row in grid.rows for col in grid.columns
+                if grid.cells[row, col].agrees is not None]  # fmt: skip
+    if not compared:
+        return []
+    differ = [(row, col) for row, col in compared if not grid.cells[row, col].agrees]
+    lines = [
+        "",
+        f"Agreement with the paper (≈: |ours − paper| ≤ the paper's ± or {AGREE_POINTS:g} "
+        f"points, whichever is larger; ≠: not): {len(compared) - len(differ)} of "
+        f"{len(compared)} measured cells agree.",
+    ]
+    for row, col in differ:
+        cell = grid.cells[row, col]
+        lines.append(f"- differs: {label(row)}, {column_label(col)}: {cell.mean:.1f} "
+                     f"(n={cell.n}) vs {cell.paper:g} (Δ {cell.diff:+.1f})")  # fmt: skip
+    return lines
 
 
 def _markdown(table: Table1) -> str:
@@ -228,10 +263,15 @@ def subset_field(cell: Cell) -> int | str:
     return "" if cell.subset is None else cell.subset
 
 
+def agrees_field(cell: Cell) -> int | str:
+    return "" if cell.agrees is None else int(cell.agrees)
+
+
 def _csv_line(row: Row, col: Column, cell: Cell) -> list:
     numbers = (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
     return [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged,
-            *map(number, numbers), subset_field(cell)]  # fmt: skip
+            *map(number, numbers), subset_field(cell), number(cell.paper_std),
+            agrees_field(cell)]  # fmt: skip
 
 
 def write_table1(table: Table1, out: Path) -> list[Path]:
