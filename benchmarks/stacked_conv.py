@@ -12,14 +12,12 @@ JSON object; each row also gives the largest relative difference between the two
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
 from provenance import provenance
+from stacked_timing import forward_backward_ms, stack_parser
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -35,27 +33,13 @@ LAYERS = {  # (in channels, out channels, input side) of the paper's CIFAR-10 Co
 def timed(conv: nn.Module, params: dict, x: torch.Tensor, repeats: int) -> tuple[float, list]:
     """(median ms of forward + gradients, the last output and gradients): weight and bias,
     and the input's where it requires one (every layer but the first)."""
-    times, cuda = [], x.is_cuda
-    for _ in range(repeats + 1):
-        if cuda:
-            torch.cuda.synchronize()
-        tic = time.perf_counter()
-        out = vmap(lambda p, xx: functional_call(conv, p, (xx,)))(params, x)
-        wrt = [*params.values(), *([x] if x.requires_grad else [])]
-        grads = torch.autograd.grad(out, wrt, torch.ones_like(out))
-        if cuda:
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - tic) * 1e3)
-    return statistics.median(times[1:]), [t.detach() for t in (out, *grads)]
+    wrt = [*params.values(), *([x] if x.requires_grad else [])]
+    forward = lambda: vmap(lambda p, xx: functional_call(conv, p, (xx,)))(params, x)  # noqa: E731
+    return forward_backward_ms(forward, wrt, repeats)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = stack_parser(__doc__).parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     out: dict = {

@@ -20,16 +20,14 @@ each row gives the largest relative difference from torch's own.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from provenance import provenance
+from stacked_timing import forward_backward_ms, stack_parser
 from torch import Tensor
 from torch.autograd import Function
 from torch.func import vmap
@@ -72,26 +70,11 @@ def norm_addcmul(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.addcmul(b[:, None, :, None, None], y, w[:, None, :, None, None])
 
 
-def timed(fn: Callable[..., Tensor], inputs: list[Tensor], repeats: int) -> tuple[float, list]:
-    """(median ms of forward + gradients with respect to every input, the last results)."""
-    times, cuda = [], inputs[0].is_cuda
-    for _ in range(repeats + 1):
-        if cuda:
-            torch.cuda.synchronize()
-        tic = time.perf_counter()
-        out = fn(*inputs)
-        grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
-        if cuda:
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - tic) * 1e3)
-    return statistics.median(times[1:]), [t.detach() for t in (out, *grads)]
-
-
 def compare(
     name: str, ours: Callable, theirs: Callable, inputs: list[Tensor], repeats: int
 ) -> dict:
-    ms_theirs, ref = timed(theirs, inputs, repeats)
-    ms_ours, got = timed(ours, inputs, repeats)
+    ms_theirs, ref = forward_backward_ms(lambda: theirs(*inputs), inputs, repeats)
+    ms_ours, got = forward_backward_ms(lambda: ours(*inputs), inputs, repeats)
     diff = max(
         float((a - r).abs().max() / r.abs().max().clamp(min=1e-30))
         for a, r in zip(got, ref, strict=True)
@@ -107,12 +90,7 @@ def compare(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = stack_parser(__doc__).parse_args()
     device = torch.device(args.device)
     out: dict = {**provenance(device), "clients": args.clients, "batch": args.batch, "ms": {}}
     for stage, side in STAGES.items():
