@@ -34,7 +34,10 @@ def timed(conv: nn.Module, params: dict, x: torch.Tensor, repeats: int) -> tuple
     """(median ms of forward + gradients, the last output and gradients): weight and bias,
     and the input's where it requires one (every layer but the first)."""
     wrt = [*params.values(), *([x] if x.requires_grad else [])]
-    forward = lambda: vmap(lambda p, xx: functional_call(conv, p, (xx,)))(params, x)  # noqa: E731
+
+    def forward() -> torch.Tensor:
+        return vmap(lambda p, xx: functional_call(conv, p, (xx,)))(params, x)
+
     return forward_backward_ms(forward, wrt, repeats)
 
 
