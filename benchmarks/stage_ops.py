@@ -12,7 +12,10 @@ GroupNorm, whose per-client affine ``vmap`` applies as separate multiply and add
 - pooling whose backward is a plain broadcast of the error (``g / 4`` repeated over each
   2x2 window): the same values exactly;
 - GroupNorm without affine on the folded stack, then the per-client affine in one
-  ``addcmul``: the same values up to a multiply-add's rounding.
+  ``addcmul``: the same values up to a multiply-add's rounding;
+- on CUDA, GroupNorm + affine + ReLU as one Triton kernel each way (``fused_norm.py``),
+  against torch's GroupNorm and ReLU under ``vmap``: the same values up to float32
+  rounding of the statistics.
 
 A candidate joins the engine only once a GPU has shown it faster. Prints one JSON object;
 each row gives the largest relative difference from torch's own.
@@ -21,6 +24,7 @@ each row gives the largest relative difference from torch's own.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -105,6 +109,17 @@ def main() -> None:
         out["ms"][f"{stage} group-norm"] = compare(
             f"{stage} group-norm", norm_addcmul, norm_torch, [x, w, b], args.repeats
         )
+        # Triton kernels: on CUDA, or on the CPU under Triton's (slow) interpreter.
+        if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+            import fused_norm  # imports Triton, which only this row needs
+
+            out["ms"][f"{stage} group-norm + relu, fused"] = compare(
+                f"{stage} group-norm + relu, fused",
+                fused_norm.fused,
+                fused_norm.torch_vmap,
+                [x, w, b],
+                args.repeats,
+            )
     print(json.dumps(out, indent=1))
 
 

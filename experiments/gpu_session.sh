@@ -12,7 +12,8 @@
 #            a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json),
 #            and each ConvNet layer stacked over clients, grouped convolution vs im2col
 #            (OUT/stacked-conv.json), and pooling and GroupNorm over the stack, torch's
-#            vmap rules vs candidate formulations (benchmarks/stage_ops.py, in the log)
+#            vmap rules vs candidate formulations, a fused Triton GroupNorm + ReLU among
+#            them, its values checked first (benchmarks/fused_norm.py, stage_ops.py; log)
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
@@ -98,6 +99,8 @@ if want kernels; then
     timeout "$(cap 60)" $py benchmarks/stacked_conv.py >"$out/stacked-conv.json" \
         2>>"$out/session.log" || log "stacked conv: exit $?"
     log "pooling and GroupNorm over the stack: torch under vmap vs candidates"
+    timeout "$(cap 60)" $py benchmarks/fused_norm.py >>"$out/session.log" 2>&1 ||
+        log "fused GroupNorm + ReLU kernels: values differ from torch or failed (exit $?)"
     timeout "$(cap 60)" $py benchmarks/stage_ops.py >>"$out/session.log" 2>&1 ||
         log "stage ops: exit $?" # into the log: a slot returns at most 8 files
 fi
