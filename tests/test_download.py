@@ -149,3 +149,23 @@ def test_cinic_archive_is_unpacked_and_decoded_once(mirror, tmp_path):
     assert (data / "cinic10" / "train" / "airplane").is_dir()
     assert cli.main(["fetch", "cinic10", "--data-dir", str(data), "--quiet"]) == 0
     assert mirror.sent == 1
+
+
+def test_an_interrupted_download_leaves_no_half_file(mirror, tmp_path, monkeypatch):
+    class CtrlC:  # the progress bar sees the first chunk written, then the user presses Ctrl-C
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def update(self, n: int) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl, "tqdm", CtrlC)
+    with pytest.raises(KeyboardInterrupt):
+        dl.fetch("cifar10", tmp_path / "data", progress=False)
+    assert list((tmp_path / "data" / "cifar10").iterdir()) == []

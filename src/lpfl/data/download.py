@@ -133,6 +133,9 @@ def _download(remote: Remote, target: Path, progress: bool) -> None:
             partial.unlink(missing_ok=True)
             failures.append(f"{url}: {error}")
             continue
+        except BaseException:  # Ctrl-C: no half file left behind either
+            partial.unlink(missing_ok=True)
+            raise
         if got == remote.md5:
             partial.replace(target)
             return
