@@ -96,3 +96,21 @@ def test_abavg_scores_on_a_training_holdout_never_the_test_set(monkeypatch):
     rec = run_simulation(cfg, progress=False, log=lambda _m: None)
     assert set(seen) == {len(held), len(test)}, "scores use the holdout; the test set only reports"
     assert rec.summary()["final_accuracy_mean"] > 0.5
+
+
+def test_cross_entropy_is_torchs_value_for_value_also_under_vmap():
+    from torch.func import vmap
+
+    from lpfl.algorithms.base import cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(4, 32, 10, generator=gen) * 5).requires_grad_()
+    targets = torch.randint(0, 10, (4, 32), generator=gen)
+    g = torch.randn(4, 32, generator=gen)
+    flat = (logits.flatten(0, 1), targets.flatten())
+    theirs = torch.nn.functional.cross_entropy(*flat, reduction="none")
+    for ours in (cross_entropy(logits, targets), vmap(cross_entropy)(logits, targets)):
+        assert torch.equal(ours, theirs.view(4, 32))
+        (mine,) = torch.autograd.grad(ours, logits, g)
+        (ref,) = torch.autograd.grad(theirs, logits, g.flatten(), retain_graph=True)
+        assert torch.equal(mine, ref)

@@ -12,7 +12,15 @@ import torch
 from lpfl.algorithms import ClientUpdate, FedAvg
 from lpfl.config import make_config
 from lpfl.data import DATASETS, load_dataset, normalize
-from lpfl.engine import ClientData, LocalTrainer, OptimizerSpec, Rejection, VectorizedTrainer, setup
+from lpfl.engine import (
+    ClientData,
+    LocalTrainer,
+    OptimizerSpec,
+    Rejection,
+    VectorizedTrainer,
+    setup,
+    stacked_optim,
+)
 from lpfl.engine.stacked_optim import StackedAdam, StackedSGD, build_stacked_optimizer
 from lpfl.engine.submodel_trainer import SubModelTrainer
 from lpfl.models import build_model
@@ -178,9 +186,11 @@ def test_inactive_clients_keep_weights_and_optimizer_state():
     assert state["step.w"].tolist() == [1, 0, 1]
 
 
+@pytest.mark.parametrize("fused", [True, False])  # False: a device without fused kernels
 @pytest.mark.parametrize("optimizer", [OptimizerSpec(), SGD])
-def test_stacked_step_is_torch_optimizers_step_per_client(optimizer):
+def test_stacked_step_is_torch_optimizers_step_per_client(optimizer, fused, monkeypatch):
     """Three steps with different clients active equal each client's own torch optimizer."""
+    monkeypatch.setattr(stacked_optim, "fused_available", lambda device: fused)
     gen = torch.Generator().manual_seed(3)
     start = {"w": torch.randn(3, 4, 5, generator=gen), "b": torch.randn(3, 5, generator=gen)}
     grads = [{k: torch.randn(v.shape, generator=gen) for k, v in start.items()} for _ in range(3)]

@@ -103,6 +103,17 @@ class Options:
         return self
 
 
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Per-sample cross-entropy, ``F.cross_entropy(..., reduction="none")`` value for value.
+
+    Written as log-softmax and a gather because ``vmap`` has no batching rule for
+    ``nll_loss``: it decomposes it into a dozen small ops per call, 2.6 % of a 32-bit
+    vectorized round on the digits demo. Both ops here map natively, and forward and
+    backward compute the same numbers as ``nll_loss``'s (a pick and a negation).
+    """
+    return -logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
 def sample_mean(per_sample: Tensor, weight: Tensor | None) -> Tensor:
     """Mean over the real samples of a batch (all of them when ``weight`` is None)."""
     if weight is None:

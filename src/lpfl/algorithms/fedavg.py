@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ClientUpdate, Inputs, State, sample_mean, weighted_mean
+from .base import ClientUpdate, Inputs, State, cross_entropy, sample_mean, weighted_mean
 
 WEIGHTINGS = ("mean", "weighted")
 
@@ -29,7 +28,7 @@ class FedAvg:
     def client_loss(
         self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
     ) -> Tensor:
-        return sample_mean(F.cross_entropy(logits, targets, reduction="none"), weight)
+        return sample_mean(cross_entropy(logits, targets), weight)
 
     def begin_local_training(self, start: State) -> None:
         pass
