@@ -99,36 +99,50 @@ def _row_exponents(rows: Tensor) -> tuple[Tensor, Tensor]:
     not be idempotent, and sending trained weights over the wire would change them.
     ``frexp`` gives exponents exactly (float log2 can be off by one just below a power
     of two); an all-zero block gets the smallest exponent, so it stays zero. The max
-    is NaN or Inf exactly when the row holds one, which callers may check.
+    is NaN or Inf exactly when the row holds one, which callers may check. Rows of one
+    element (a Linear weight in BC blocks: every value its own exponent) skip the
+    reduction, which would cost a full pass there.
     """
-    lo, hi = torch.aminmax(rows, dim=1, keepdim=True)
+    lo, hi = (rows, rows) if rows.shape[1] == 1 else torch.aminmax(rows, dim=1, keepdim=True)
     neg = -lo
-    a = torch.maximum(hi, torch.nextafter(neg, torch.zeros_like(neg)))
+    a = torch.maximum(hi, torch.nextafter(neg, neg.new_zeros(())))
     e = torch.frexp(a)[1] - 1
     return torch.where(a > 0, e, EXP_MIN).clamp(EXP_MIN, EXP_MAX), torch.maximum(hi, neg)
 
 
-def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(integer-valued float mantissas, int32 exponents, steps, max |x|) per row of a row view.
+Scale = tuple[Tensor, Tensor]  # 2^k as two normal powers of two, see ``_scale``
+
+
+def _parts(rows: Tensor, noise: Tensor | None, bits: int) -> tuple[Tensor, Tensor, Scale, Tensor]:
+    """(integer-valued float mantissas, int32 exponents, scale, max |x|) per row of a row view.
 
     ``noise`` (U[0,1), or None for round-to-nearest) is drawn by the caller, so this
-    function is pure and fusable.
-
-    The scaling multiplies by two exact powers of two instead of dividing by the
-    step: compiled kernels may replace a division by a reciprocal multiply, and the
-    reciprocal of the smallest steps (2^134) does not exist in float32. With e in
-    [-128, 127] and W in [2, 16], k lies in [-127, 142], so both halves lie in [-64, 71]:
-    normal powers, built from their bits alone (with one exponent per element, these
-    per-row ops are as large as the tensor, and ``pow2``'s subnormal split would
-    double their count).
+    function is pure and fusable. The mantissas are ``x * 2^k`` rounded, and ``scale``
+    is 2^k as two normal powers of two whose product it is (see ``_scale``).
     """
     e, peak = _row_exponents(rows)
-    k = (bits - 2) - e  # mantissa = x * 2^k, split in two normal factors
-    half = k >> 1  # floor(k / 2): an arithmetic shift, several times cheaper than a division
-    scaled = rows * _pow2_normal(half) * _pow2_normal(k - half)
+    scale = _scale((bits - 2) - e)  # mantissa = x * 2^k
+    scaled = rows * scale[0] * scale[1]
     m = scaled.round() if noise is None else (scaled + noise).floor()
     limit = 2.0 ** (bits - 1)
-    return m.clamp(-limit, limit - 1), e, pow2(-k), peak
+    return m.clamp(-limit, limit - 1), e, scale, peak
+
+
+def _scale(k: Tensor) -> Scale:
+    """2^k (int32 k) as two normal powers of two, 2^floor(k/2) and the rest.
+
+    Multiplying by both, or dividing by both, is exact wherever the result is
+    representable, which the mantissas and the rounded values always are: scaling by a
+    power of two rounds nothing, down to the subnormal steps. Never by one power, and
+    never by a step: with e in [-128, 127] and W in [2, 16], k lies in [-127, 142], and
+    neither 2^142 nor the reciprocal a compiler may swap a division for (2^134 for the
+    smallest step) exists in float32, while both halves lie in [-64, 71]. They are
+    built from their bits alone: with one exponent per element these per-row ops are
+    as large as the tensor, so a subnormal split, or a separate step, would add a
+    handful of full-size passes (about a fifth of such a rounding's time on the CPU).
+    """
+    half = k >> 1  # floor(k / 2): an arithmetic shift, several times cheaper than a division
+    return _pow2_normal(half), _pow2_normal(k - half)
 
 
 def _fake_quantize(
@@ -140,16 +154,18 @@ def _fake_quantize(
 ) -> tuple[Tensor, Tensor]:
     """(rounded values shaped like the input, max |x| per block), in one fused kernel.
 
-    The last multiply is done in the input's shape so that it makes a new tensor:
-    returning a view of the row-shaped intermediate would make a rounded activation a
-    view, which autograd forbids an in-place op (ReLU) on. A block holding NaN or Inf
-    comes out all NaN, as from the Triton kernels: its other values would be garbage
-    (an Inf saturates to the largest mantissa, a finite value), and a caller that
-    skips the check must still see that this client's numbers broke. Its step is
-    made NaN, one value per block, so this costs no pass over the tensor.
+    The step 2^-k is the reciprocal of the scale's two factors, divided out one after
+    the other: exact, as ``_scale`` says, down to the subnormal steps. The last multiply
+    is done in the input's shape so that it makes a new tensor: returning a view of the
+    row-shaped intermediate would make a rounded activation a view, which autograd
+    forbids an in-place op (ReLU) on. A block holding NaN or Inf comes out all NaN, as
+    from the Triton kernels: its other values would be garbage (an Inf saturates to the
+    largest mantissa, a finite value), and a caller that skips the check must still see
+    that this client's numbers broke. Its step is made NaN, one value per block, so
+    this costs no pass over the tensor.
     """
-    m, _, step, peak = _parts(rows, noise, bits)
-    step = torch.where(peak < math.inf, step, math.nan)
+    m, _, (up, up2), peak = _parts(rows, noise, bits)
+    step = torch.where(peak < math.inf, 1.0 / up / up2, math.nan)
     return m.view(shape) * step.view(block_shape), peak
 
 
