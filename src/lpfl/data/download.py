@@ -103,7 +103,7 @@ def fetch(name: str, data_dir: str | os.PathLike[str], progress: bool = True) ->
             _download(remote, target, progress)
             _unpacked(target).unlink(missing_ok=True)  # a new archive is unpacked anew
         if remote.unpack:
-            _unpack(target, folder)
+            _unpack(target, folder, progress)
     return folder
 
 
@@ -167,8 +167,9 @@ def _stream(url: str, partial: Path, progress: bool) -> str:
     return digest.hexdigest()
 
 
-def _unpack(archive: Path, folder: Path) -> None:
-    """Extract ``archive`` into ``folder`` once (a marker file says it finished).
+def _unpack(archive: Path, folder: Path, progress: bool) -> None:
+    """Extract ``archive`` into ``folder`` once (a marker file says it finished), with a
+    bar over its members (CINIC-10 has 270,000 images).
 
     Only regular files and folders inside ``folder`` are accepted: tarfile's ``data``
     filter refuses links, devices and paths that climb out.
@@ -178,7 +179,9 @@ def _unpack(archive: Path, folder: Path) -> None:
         return
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(folder, filter="data")
+            members = tqdm(tar, desc=f"unpacking {archive.name}", unit=" files",
+                           disable=not progress)  # fmt: skip
+            tar.extractall(folder, members=members, filter="data")
     except (tarfile.TarError, OSError) as error:
         raise DataFormatError(f"{archive}: cannot unpack ({error})") from error
     done.touch()
