@@ -169,3 +169,10 @@ def test_an_interrupted_download_leaves_no_half_file(mirror, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         dl.fetch("cifar10", tmp_path / "data", progress=False)
     assert list((tmp_path / "data" / "cifar10").iterdir()) == []
+
+
+def test_nothing_to_fetch_for_bundled_or_unknown_data(tmp_path):
+    for name in ("digits", "imagenet"):
+        with pytest.raises(ValueError, match="digits is bundled"):
+            dl.fetch(name, tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -14,7 +14,6 @@ import http.client
 import logging
 import os
 import tarfile
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
