@@ -98,11 +98,11 @@ def fetch(name: str, data_dir: str | os.PathLike[str], progress: bool = True) ->
     folder.mkdir(parents=True, exist_ok=True)
     for remote in RELEASES[name]:
         target = folder / remote.name
-        if not _published(target, remote):
+        fresh = not _published(target, remote)
+        if fresh:
             _download(remote, target, progress)
-            _unpacked(target).unlink(missing_ok=True)  # a new archive is unpacked anew
         if remote.unpack:
-            _unpack(target, folder, progress)
+            _unpack(target, folder, progress, again=fresh)
     return folder
 
 
@@ -114,11 +114,6 @@ def _published(target: Path, remote: Remote) -> bool:
         return True
     logger.warning("%s: not the published file (its MD5 differs), downloading it again", target)
     return False
-
-
-def _unpacked(archive: Path) -> Path:
-    """The marker that says ``archive`` was extracted completely."""
-    return archive.with_name(f".{archive.name}.unpacked")
 
 
 def _download(remote: Remote, target: Path, progress: bool) -> None:
@@ -166,15 +161,16 @@ def _stream(url: str, partial: Path, progress: bool) -> str:
     return digest.hexdigest()
 
 
-def _unpack(archive: Path, folder: Path, progress: bool) -> None:
-    """Extract ``archive`` into ``folder`` once (a marker file says it finished), with a
-    bar over its members (CINIC-10 has 270,000 images).
+def _unpack(archive: Path, folder: Path, progress: bool, again: bool) -> None:
+    """Extract ``archive`` into ``folder`` once (a marker file says it finished; ``again``
+    for a newly downloaded archive), with a bar over its members (CINIC-10 has 270,000
+    images).
 
     Only regular files and folders inside ``folder`` are accepted: tarfile's ``data``
     filter refuses links, devices and paths that climb out.
     """
-    done = _unpacked(archive)
-    if done.is_file():
+    done = archive.with_name(f".{archive.name}.unpacked")
+    if done.is_file() and not again:
         return
     try:
         with tarfile.open(archive) as tar:

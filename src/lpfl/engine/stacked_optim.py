@@ -91,13 +91,14 @@ class StackedAdam:
                        weight_decay=0.0, eps=self.eps, maximize=False)  # fmt: skip
 
         def step(grads: Stacked, active: Sequence[int]) -> None:
+            counted = steps.take(active)
             slices = (
                 weights.take(active),
                 ClientViews(_grads(grads, names)).take(active),
                 exp_avg.take(active),
                 exp_avg_sq.take(active),
                 [],
-                steps.take(active),
+                counted,
             )
             if not fused:
                 adam(*slices, fused=False, **options)
@@ -107,7 +108,7 @@ class StackedAdam:
             # the CPU). When every client is active the stacked counts take it in one op
             # per parameter instead (no index to send to a GPU when some are not), and
             # the same fused kernel as ``adam(fused=True)`` then reads them.
-            torch._foreach_add_(counts if len(active) == clients else slices[-1], 1)
+            torch._foreach_add_(counts if len(active) == clients else counted, 1)
             torch._fused_adam_(*slices, grad_scale=None, found_inf=None, **options)
 
         return step
