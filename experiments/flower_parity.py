@@ -1,7 +1,10 @@
 """Issue 7's parity check: the same config reaches the same accuracy on Flower as in
-lpfl's own simulator, on digits at 8 bits + moving average, over several seeds.
+lpfl's own simulator, on digits at 8 bits + moving average, over several seeds, for
+FedAvg and for the data-free methods whose messages carry more than the model
+(FedGen: the generator down, label counts up; FedFTG: label counts up).
 
-    FLWR_TELEMETRY_ENABLED=0 .venv/bin/python experiments/flower_parity.py [--seeds 3]
+    FLWR_TELEMETRY_ENABLED=0 .venv/bin/python experiments/flower_parity.py \
+        [--seeds 3] [--algorithms fedavg fedgen fedftg]
 
 Flower runs on its simulation runtime (Ray, in this process), with the same ServerApp
 and ClientApp a deployment uses. The two cannot match bit for bit: a Flower node draws
@@ -75,23 +78,45 @@ def verdict(simulated: list[dict], on_flower: list[dict]) -> str:
     )
 
 
+ALGORITHMS = ("fedavg", "fedgen", "fedftg")
+
+
+def compare(algorithm: str, seeds: int, rounds: int, tmp: Path) -> list[str]:
+    """The Markdown section for one algorithm: both runtimes over the seeds, and a verdict."""
+    runs: dict[str, list[dict]] = {"lpfl simulator": [], "Flower (simulation runtime)": []}
+    for seed in range(seeds):
+        run = SETTINGS | {"rounds": rounds, "seed": seed, "algorithm": algorithm}
+        runs["lpfl simulator"].append(simulator(run))
+        runs["Flower (simulation runtime)"].append(flower(run, tmp / f"{algorithm}-seed{seed}"))
+        print(algorithm, {name: r[-1]["final_accuracy_mean"] for name, r in runs.items()})
+    return [
+        f"## {algorithm}",
+        "",
+        "| runs on | final accuracy per seed | mean ± std | last round, mean ± std |",
+        "|---|---|---|---|",
+        *(row(name, r) for name, r in runs.items()),
+        "",
+        verdict(*runs.values()),
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
     parser.add_argument("--out", default="results/flower-parity.md")
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {"lpfl simulator": [], "Flower (simulation runtime)": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            run = SETTINGS | {"rounds": args.rounds, "seed": seed}
-            runs["lpfl simulator"].append(simulator(run))
-            runs["Flower (simulation runtime)"].append(flower(run, Path(tmp, f"seed{seed}")))
-            print({name: r[-1]["final_accuracy_mean"] for name, r in runs.items()}, flush=True)
-    rows = [row(name, r) for name, r in runs.items()]
+        sections = [
+            line for a in args.algorithms for line in compare(a, args.seeds, args.rounds, Path(tmp))
+        ]
     command = "FLWR_TELEMETRY_ENABLED=0 .venv/bin/python experiments/flower_parity.py"
     if args.seeds != 3 or args.rounds != 30:
         command += f" --seeds {args.seeds} --rounds {args.rounds}"
+    if args.algorithms != list(ALGORITHMS):
+        command += f" --algorithms {' '.join(args.algorithms)}"
     text = "\n".join(
         [
             "# lpfl on Flower vs lpfl's simulator: accuracy parity",
@@ -99,19 +124,16 @@ def main() -> None:
             f"digits, MLP, {SETTINGS['clients']} clients (one Flower node each), "
             f"{SETTINGS['participation']:.0%} per round, α = {SETTINGS['alpha']}, "
             f"{args.rounds} rounds, {SETTINGS['local_epochs']} local epochs, batch 32, "
-            f"8 bits + moving average {SETTINGS['moving_average']}; seeds 0–{args.seeds - 1}. "
+            f"8 bits + moving average {SETTINGS['moving_average']}; seeds 0–{args.seeds - 1}; "
+            "each method with its default settings. "
             "Final accuracy = mean test accuracy of the last 5 rounds, in %.",
             f"Device: CPU ({platform.machine()}, {os.cpu_count()} cores), "
             f"{datetime.date.today()}. Command: `{command}`",
             "",
-            "| runs on | final accuracy per seed | mean ± std | last round, mean ± std |",
-            "|---|---|---|---|",
-            *rows,
-            "",
-            verdict(*runs.values()),
+            *sections,
         ]
     )
-    Path(args.out).write_text(text + "\n")
+    Path(args.out).write_text(text)
     print(text)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -86,6 +86,33 @@ def test_settings_round_trip_and_refusals() -> None:
         settings.to_run_config({"bits": 1})
 
 
+def test_the_flower_app_config_lists_every_method_setting_with_lpfl_s_defaults() -> None:
+    """``flwr run --run-config`` refuses keys the app does not list, so every setting of
+    the methods Flower runs must be there, with ``lpfl run``'s default unless it is one
+    of the small-federation settings the app deliberately starts from."""
+    import dataclasses
+    import tomllib
+    from pathlib import Path
+
+    from lpfl.config import RunConfig
+
+    app = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    listed = app["tool"]["flwr"]["app"]["config"]
+    defaults = RunConfig()
+    own = {settings.ROUND_TIMEOUT_KEY, settings.CLIENT_EVAL_KEY}
+    small = {"model", "clients", "participation", "rounds", "alpha", "out"}
+    for key, value in listed.items():
+        if key in own:
+            continue
+        name = key.replace("-", "_")
+        assert hasattr(defaults, name), f"{key} is not an lpfl setting"
+        if name not in small:
+            assert value == getattr(defaults, name), key
+    methods = [f.name for f in dataclasses.fields(RunConfig)
+               if f.name.startswith(("fedgen_", "fedftg_", "prox_", "server_val"))]  # fmt: skip
+    assert len(methods) > 15 and all(m.replace("_", "-") in listed for m in methods)
+
+
 def test_payload_record_refuses_float_tensors() -> None:
     payload = b"\x00\x01lpfl"
     assert protocol.from_record(protocol.to_record(payload)) == payload
@@ -137,9 +164,11 @@ class FakeGrid(Grid):
         corrupt: int | None = None,
         silent: int | None = None,
         dead: int | None = None,
+        counts: dict[int, object] | None = None,
     ) -> None:
         self.contexts = {n: _node_context(n, n - 1, nodes) for n in range(1, nodes + 1)}
         self.corrupt, self.silent, self.dead = corrupt, silent, dead
+        self.counts = counts or {}  # node -> the label counts it sends instead (None: none)
         self.sent: list[Message] = []
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None) -> list[Message]:
@@ -158,6 +187,12 @@ class FakeGrid(Grid):
             if node == self.corrupt:
                 payload = protocol.from_record(reply.content[protocol.UPDATE_KEY])
                 reply.content[protocol.UPDATE_KEY] = protocol.to_record(payload[:-7])
+            if node in self.counts:
+                metrics = dict(reply.content[protocol.METRICS_KEY])
+                metrics.pop(protocol.LABEL_COUNTS)
+                if self.counts[node] is not None:
+                    metrics[protocol.LABEL_COUNTS] = self.counts[node]
+                reply.content[protocol.METRICS_KEY] = MetricRecord(metrics)
             answers.append(reply)
         return answers
 
@@ -253,11 +288,110 @@ def test_abavg_on_flower_scores_clients_on_the_server_holdout(tmp_path, monkeypa
     assert results["rounds"][-1]["test_accuracy"] > 0.2
 
 
-@pytest.mark.parametrize("algorithm", ["fedgen", "fedftg", "heterofl", "splitmix"])
+@pytest.mark.parametrize("algorithm", ["heterofl", "splitmix"])
 def test_server_rounds_refuse_algorithms_the_messages_cannot_carry_yet(algorithm) -> None:
     cfg = make_config(**TINY, algorithm=algorithm)
     with pytest.raises(ConfigError, match=r"--algorithm: .*not on Flower yet"):
         run_rounds(FakeGrid(4), cfg, FlowerSettings(round_timeout=5))
+
+
+def _partition_counts(cfg, nodes: int) -> list[tuple[int, ...]]:
+    """Each node's samples per class, counted here from the partition it loads."""
+    classes = DATASETS[cfg.dataset].num_classes
+    return [
+        tuple(np.bincount(load_partition(cfg, i, nodes).y.numpy(), minlength=classes).tolist())
+        for i in range(nodes)
+    ]
+
+
+def test_fedgen_on_flower_sends_the_trained_generator_and_gets_label_counts(
+    tmp_path, monkeypatch
+) -> None:
+    from lpfl.algorithms import FedGen
+
+    cfg = make_config(**TINY, algorithm="fedgen", clients=3, participation=1.0, rounds=3,
+                      out=str(tmp_path))  # fmt: skip
+    taught: list[tuple[tuple[int, ...], ...]] = []  # the counts the server's generator learnt from
+    loaded: list[int] = []  # trained_rounds of every generator a node loaded
+    regularised: list[bool] = []  # whether a node step added FedGen's terms
+    train_generator, load, regularizer = (
+        FedGen.train_generator, FedGen.load_client_inputs, FedGen.regularizer
+    )  # fmt: skip
+
+    def spy_train(self, updates):
+        taught.append(tuple(u.label_counts for u in sorted(updates, key=lambda u: u.client)))
+        return train_generator(self, updates)
+
+    def spy_load(self, inputs):
+        load(self, inputs)
+        loaded.append(self.trained_rounds)
+
+    def spy_regularizer(self, *args):
+        term = regularizer(self, *args)
+        regularised.append(term is not None)
+        return term
+
+    monkeypatch.setattr(FedGen, "train_generator", spy_train)
+    monkeypatch.setattr(FedGen, "load_client_inputs", spy_load)
+    monkeypatch.setattr(FedGen, "regularizer", spy_regularizer)
+    grid = FakeGrid(3)
+    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed" and not results["rejections"]
+    assert taught == [tuple(_partition_counts(cfg, 3))] * 3
+    assert loaded == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # each round's nodes got the latest generator
+    assert not any(regularised[: len(regularised) // 3]) and all(regularised[-5:])
+    sent = [m for m in grid.sent if m.metadata.message_type == "train"]
+    inputs = [decode(protocol.from_record(m.content[protocol.INPUTS_KEY])) for m in sent]
+    assert [int(i["trained-rounds"]) for i in inputs[::3]] == [0, 1, 2]
+    weight = "generator.net.3.weight"
+    assert not torch.equal(inputs[3][weight], inputs[6][weight])  # trained in between
+    extra = len(protocol.from_record(sent[0].content[protocol.INPUTS_KEY]))
+    broadcast = len(protocol.from_record(sent[0].content[protocol.MODEL_KEY]))
+    assert all(r["bytes_down"] == 3 * (broadcast + extra) for r in results["rounds"])
+    assert extra > 4 * sum(t.numel() for k, t in inputs[0].items() if k.endswith("weight"))
+
+
+def test_fedftg_on_flower_fine_tunes_with_each_node_s_label_counts(tmp_path, monkeypatch) -> None:
+    from lpfl.algorithms import FedFTG
+
+    cfg = make_config(**TINY, algorithm="fedftg", clients=3, participation=1.0, rounds=2,
+                      fedftg_iterations=2, out=str(tmp_path))  # fmt: skip
+    taught: list[tuple[tuple[int, ...], ...]] = []
+    fine_tune = FedFTG.fine_tune
+
+    def spy(self, aggregate, updates):
+        taught.append(tuple(u.label_counts for u in sorted(updates, key=lambda u: u.client)))
+        tuned = fine_tune(self, aggregate, updates)
+        assert any(not torch.equal(tuned[k], aggregate[k]) for k in aggregate)
+        return tuned
+
+    monkeypatch.setattr(FedFTG, "fine_tune", spy)
+    grid = FakeGrid(3)
+    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed" and not results["rejections"]
+    assert taught == [tuple(_partition_counts(cfg, 3))] * 2
+    assert all(protocol.INPUTS_KEY not in m.content for m in grid.sent)  # nothing but the model
+
+
+def test_replies_without_usable_label_counts_are_rejected_and_the_round_goes_on(tmp_path) -> None:
+    cfg = make_config(**TINY, algorithm="fedftg", clients=4, participation=1.0, rounds=1,
+                      fedftg_iterations=1, out=str(tmp_path))  # fmt: skip
+    short = list(_partition_counts(cfg, 4)[2][:-1])
+    grid = FakeGrid(4, counts={1: None, 2: [1.5] * 10, 3: short})
+    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert results["rounds"][0]["uploads"] == 3  # node 2's reply never reached the server
+    reasons = {r["client"]: r["reason"] for r in results["rejections"]}
+    assert sorted(reasons) == [1, 2, 3]
+    assert "sent none" in reasons[1]
+    assert reasons[2].startswith("malformed reply") and "list of integers" in reasons[2]
+    assert "needs 10 non-negative per-class sample counts" in reasons[3]
 
 
 @pytest.mark.flower

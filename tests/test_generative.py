@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from lpfl.algorithms import ClientUpdate, FedAvg, FedFTG, FedFTGOptions, FedGen,
 from lpfl.config import ConfigError, make_config
 from lpfl.data import normalize
 from lpfl.engine import LocalTrainer, OptimizerSpec, VectorizedTrainer, run_simulation
-from lpfl.models import build_model, head_forward
+from lpfl.models import build_model, feature_dim, head_forward
 from lpfl.quant import BlockFormat, PrecisionPolicy, quantize
+from lpfl.wire import WireFormat, decode, encode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_vectorized import _setup
@@ -88,6 +90,49 @@ def test_fedgen_client_regulariser_is_off_until_trained_then_decays():
     assert values[0] > values[1] > values[2]
     fedgen.trained_rounds = 40
     assert fedgen.coefficients() == (1e-4, 1e-4), "floored, never zero"
+
+
+def test_fedgen_clients_regularise_alike_from_the_generator_as_sent():
+    """A client's FedGen loaded from ``client_inputs`` draws what the server's own would."""
+    server = _fedgen(lr=1e-2, steps=3)
+    server.train_generator([_head_update(0, (3, 2, 0, 0), 3), _head_update(1, (1, 1, 1, 1), 4)])
+    client = _fedgen()
+    assert client.draw(torch.tensor([0, 1]), torch.tensor([1, 1, 0, 0]), torch.Generator()) == {}
+    client.load_client_inputs(decode(encode(server.client_inputs(), WireFormat())))
+    assert client.trained_rounds == 1 and client.coefficients() == server.coefficients()
+    targets, counts = torch.tensor([0, 1, 1, 3]), torch.tensor([2, 1, 0, 1])
+    drawn = [f.draw(targets, counts, torch.Generator().manual_seed(5)) for f in (server, client)]
+    assert drawn[0].keys() == drawn[1].keys() == {"same", "sampled", "labels"}
+    assert all(torch.equal(drawn[0][k], drawn[1][k]) for k in drawn[0])
+    with pytest.raises(ValueError, match="need the generator"):
+        client.load_client_inputs({})
+    with pytest.raises(ValueError, match="take nothing but the model"):
+        FedAvg().load_client_inputs(server.client_inputs())
+
+
+@pytest.mark.parametrize(
+    ("counts", "problem"),
+    [(None, "sent none"), ((4, 0, 0), "needs 4 non-negative"), ((5, -1, 0, 0), "needs 4"),
+     ((1, 1, 1, 0), "sum to 3, not its 4 samples")],
+)  # fmt: skip
+def test_generative_methods_name_what_is_wrong_with_a_client_s_label_counts(counts, problem):
+    update = ClientUpdate(0, {}, 4, 0.0, counts)
+    fedftg = FedFTG(build_model("mlp", 1, 8, CLASSES), 1, 8, CLASSES, FedFTGOptions(noise_dim=4))
+    for algorithm in (_fedgen(), fedftg):
+        assert problem in algorithm.check_update(update)
+        assert algorithm.check_update(replace(update, label_counts=(1, 1, 1, 1))) is None
+    assert FedAvg().check_update(update) is None
+
+
+def test_fedgen_downlink_counts_the_generator_sent_to_each_client():
+    cfg = make_config(**SHORT, rounds=2, algorithm="fedgen", bits=8)
+    recorder = run_simulation(cfg, progress=False, log=lambda _m: None)
+    model = build_model("mlp", 1, 8, 10).state_dict()
+    fedgen = FedGen(feature_dim(build_model("mlp", 1, 8, 10)), 10, ACT8)
+    per_client = len(encode(model, cfg.downlink())) + len(
+        encode(fedgen.client_inputs(), WireFormat())
+    )
+    assert [r.bytes_down for r in recorder.rounds] == [5 * per_client] * 2
 
 
 def test_fedgen_regulariser_is_the_same_in_both_engines():

@@ -22,9 +22,9 @@ from .submodels import SubModelAlgorithm
 
 ALGORITHMS = ("fedavg", "fedprox", "abavg", "fedgen", "fedftg", "heterofl", "splitmix")
 NEEDS_SERVER_DATA = ("abavg",)  # algorithms that score clients on a server-held split
-# Algorithms whose messages carry more than the wire-format model (label counts, and
-# for FedGen the generator): the simulator passes these, Flower does not yet.
-SIMULATOR_ONLY = ("fedgen", "fedftg")
+# The data-free methods: they need the task's model on the server and each client's
+# per-class counts, and FedGen's clients the server's generator.
+GENERATIVE = ("fedgen", "fedftg")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def build_algorithm(
 ) -> Algorithm:
     """``score`` rates a model on the server's validation split (needed by ABAvg);
     ``generative`` sets up FedGen and FedFTG."""
-    if name in SIMULATOR_ONLY:
+    if name in GENERATIVE:
         if generative is None:
             raise ValueError(f"{name} needs the task's model and formats (generative=...)")
         return _build_generative(name, aggregation, generative)
@@ -99,8 +99,8 @@ def _build_generative(name: str, aggregation: str, g: Generative) -> Algorithm:
 
 __all__ = [
     "ALGORITHMS",
+    "GENERATIVE",
     "NEEDS_SERVER_DATA",
-    "SIMULATOR_ONLY",
     "SUBMODEL_ALGORITHMS",
     "ABAvg",
     "Algorithm",

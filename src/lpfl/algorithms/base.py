@@ -73,6 +73,27 @@ class Algorithm(Protocol):
         """
         ...
 
+    def client_inputs(self) -> State:
+        """What the sampled clients receive besides the model ({} for nothing).
+
+        FedGen's clients regularise with the generator the server trains, so in a real
+        federation it must travel to them with each round's broadcast (and count as
+        downlink traffic); the simulator's clients share the server's object.
+        """
+        ...
+
+    def load_client_inputs(self, inputs: State) -> None:
+        """On a client: take what ``client_inputs`` gave the server's copy."""
+        ...
+
+    def check_update(self, update: ClientUpdate) -> str | None:
+        """Why this algorithm cannot use a client's update, or None.
+
+        The server rejects such an update like a malformed one, before aggregating, so
+        a client that leaves out what the algorithm needs cannot stop the round.
+        """
+        ...
+
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         """Combine client models into one high-precision (float32) model.
 
@@ -133,6 +154,19 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> State:
         name: sum(wk * s[name].float() for wk, s in zip(w, states, strict=True))  # type: ignore[misc]
         for name in states[0]
     }
+
+
+def label_counts_problem(update: ClientUpdate, num_classes: int) -> str | None:
+    """Why ``update``'s per-class counts are unusable, or None: they must be given, one
+    non-negative count per class, summing to the client's sample count."""
+    counts = update.label_counts
+    if counts is None:
+        return f"needs its {num_classes} per-class sample counts, sent none"
+    if len(counts) != num_classes or min(counts, default=0) < 0:
+        return f"needs {num_classes} non-negative per-class sample counts, got {counts!r}"
+    if sum(counts) != update.num_samples:
+        return f"per-class counts sum to {sum(counts)}, not its {update.num_samples} samples"
+    return None
 
 
 def label_count_matrix(updates: Sequence[ClientUpdate], num_classes: int) -> Tensor:

@@ -49,6 +49,16 @@ class FedAvg:
     ) -> Tensor | None:
         return None
 
+    def client_inputs(self) -> State:
+        return {}
+
+    def load_client_inputs(self, inputs: State) -> None:
+        if inputs:
+            raise ValueError(f"{self.name} clients take nothing but the model, got {list(inputs)}")
+
+    def check_update(self, update: ClientUpdate) -> str | None:
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .base import Check, ClientUpdate, Options, State, label_count_matrix
+from .base import Check, ClientUpdate, Options, State, label_count_matrix, label_counts_problem
 from .fedavg import FedAvg
 from .generator import ImageGenerator, diversity_loss
 
@@ -99,6 +99,9 @@ class FedFTG(FedAvg):
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> State:
         return self.fine_tune(super().aggregate(updates), updates)
+
+    def check_update(self, update: ClientUpdate) -> str | None:
+        return label_counts_problem(update, self.num_classes)
 
     def fine_tune(self, aggregate: State, updates: Sequence[ClientUpdate]) -> State:
         """The aggregate after data-free distillation from the client models."""

@@ -33,11 +33,21 @@ from torch import Tensor
 
 from ..models import HEAD
 from ..quant import BlockFormat, quantize
-from .base import Check, ClientUpdate, Inputs, Options, State, label_count_matrix, sample_mean
+from .base import (
+    Check,
+    ClientUpdate,
+    Inputs,
+    Options,
+    State,
+    label_count_matrix,
+    label_counts_problem,
+    sample_mean,
+)
 from .fedavg import FedAvg
 from .generator import FeatureGenerator, diversity_loss
 
 COEFFICIENT_FLOOR = 1e-4  # Zhu et al. and the reference never let the weights reach 0
+_GENERATOR, _TRAINED = "generator.", "trained-rounds"  # names in ``client_inputs``
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,24 @@ class FedGen(FedAvg):
         generated = head(drawn["sampled"])
         ce = torch.nn.functional.cross_entropy(generated, drawn["labels"])
         return beta * sample_mean(kl, weight) + alpha * ce
+
+    # --- what travels between them ----------------------------------------------------
+
+    def client_inputs(self) -> State:
+        """The generator as the server left it (running statistics included) and how many
+        rounds trained it, which sets the clients' coefficients."""
+        state = {f"{_GENERATOR}{k}": v for k, v in self.generator.state_dict().items()}
+        return state | {_TRAINED: torch.tensor(self.trained_rounds)}
+
+    def load_client_inputs(self, inputs: State) -> None:
+        if _TRAINED not in inputs:
+            raise ValueError(f"fedgen clients need the generator, got {list(inputs)}")
+        self.trained_rounds = int(inputs[_TRAINED])
+        generator = {k.removeprefix(_GENERATOR): v for k, v in inputs.items() if k != _TRAINED}
+        self.generator.load_state_dict(generator)
+
+    def check_update(self, update: ClientUpdate) -> str | None:
+        return label_counts_problem(update, self.num_classes)
 
     # --- server side -------------------------------------------------------------------
 

@@ -171,6 +171,7 @@ def _run(
             tic = time.perf_counter()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
             broadcast = server.broadcast()
+            inputs = server.client_inputs()  # counted only: the simulator's clients share it
             # Every sampled client receives the same bytes, and trains where the data lives.
             start = {name: t.to(device) for name, t in decode(broadcast).items()}
             replies, dropped = [], []
@@ -210,7 +211,7 @@ def _run(
                     quantized = evaluate(quantized_eval, x_test, y_test, norm)
             metrics = setup.round_metrics(
                 rnd, evaluated, time.perf_counter() - tic, len(sampled), replies, len(rejected),
-                broadcast, quantized, server.downlink_bytes(sampled, broadcast),
+                broadcast, quantized, server.downlink_bytes(sampled, broadcast, inputs),
             )  # fmt: skip
             recorder.record(metrics)
             acc, loss, train_loss = metrics.test_accuracy, metrics.test_loss, metrics.train_loss

@@ -53,6 +53,13 @@ class Server:
         """The message every sampled client receives: Q(w̄) or w̄, in wire format."""
         return encode(self.model, self.downlink, self.generator)
 
+    def client_inputs(self) -> bytes | None:
+        """What the algorithm sends the sampled clients besides the model (FedGen's
+        generator), as float32 wire bytes, or None. It is server-made and full precision:
+        the clients round what they compute from it."""
+        inputs = self.algorithm.client_inputs()
+        return encode(inputs, WireFormat()) if inputs else None
+
     def receive(self, replies: Sequence[ClientReply]) -> tuple[list[ClientUpdate], list[Rejection]]:
         """Decode and check each reply; a malformed one is rejected with its reason."""
         accepted: list[ClientUpdate] = []
@@ -62,11 +69,15 @@ class Server:
                 log.warning("client %d: update rejected: %s", reply.client, state)
                 rejected.append(Rejection(reply.client, str(state)))
                 continue
-            accepted.append(
-                ClientUpdate(
-                    reply.client, state, reply.num_samples, reply.train_loss, reply.label_counts
-                )
+            update = ClientUpdate(
+                reply.client, state, reply.num_samples, reply.train_loss, reply.label_counts
             )
+            problem = self.algorithm.check_update(update)
+            if problem is not None:
+                log.warning("client %d: update rejected: %s", reply.client, problem)
+                rejected.append(Rejection(reply.client, problem))
+                continue
+            accepted.append(update)
         return accepted, rejected
 
     def _decode(self, replies: Sequence[ClientReply]) -> list[State | WireError]:
@@ -90,16 +101,20 @@ class Server:
             return self.submodels.expected_shapes(client)
         return self.shapes
 
-    def downlink_bytes(self, sampled: Sequence[int], broadcast: bytes) -> int:
-        """Bytes sent to the sampled clients: the broadcast each, or each one's sub-model.
+    def downlink_bytes(
+        self, sampled: Sequence[int], broadcast: bytes, inputs: bytes | None = None
+    ) -> int:
+        """Bytes sent to the sampled clients: the broadcast each, or each one's sub-model,
+        plus the algorithm's ``inputs`` (``client_inputs``) each.
 
         A sub-model client receives only its slice of the broadcast model; its size is
         that slice encoded in the downlink format (the values are already on its grid).
         Without compression the size depends on the shapes alone, so each client
         architecture is encoded once.
         """
+        extra = len(inputs or b"") * len(sampled)
         if self.submodels is None:
-            return len(broadcast) * len(sampled)
+            return len(broadcast) * len(sampled) + extra
         start = decode(broadcast)
         exact = replace(self.downlink, rounding="nearest")
         sizes: dict = {}
@@ -110,7 +125,7 @@ class Server:
             if key not in sizes:
                 sizes[key] = len(encode(plan.extract(start), exact))
             total += sizes[key]
-        return total
+        return total + extra
 
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
         """One round on the server: decode, aggregate what survived, step the global model."""

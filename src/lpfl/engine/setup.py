@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ..algorithms import (
+    GENERATIVE,
     NEEDS_SERVER_DATA,
-    SIMULATOR_ONLY,
     SUBMODEL_ALGORITHMS,
     Algorithm,
     Generative,
@@ -105,7 +105,7 @@ def algorithm(
     if cfg.algorithm in SUBMODEL_ALGORITHMS:
         return submodel_algorithm(cfg)  # type: ignore[return-value]
     generative = None
-    if cfg.algorithm in SIMULATOR_ONLY:
+    if cfg.algorithm in GENERATIVE:
         spec = DATASETS[cfg.dataset]
         generative = Generative(
             new_model(cfg, device or torch.device("cpu")),  # full precision: no rounding attached

@@ -73,10 +73,13 @@ def train(msg: Message, context: Context) -> Message:
     cfg, server_round, partition_id, data = _setup(msg, context)
     device = data.y.device
     generator = _generator(cfg, partition_id, server_round, device)
+    algorithm = setup.algorithm(cfg, _server_side, device)
+    if protocol.INPUTS_KEY in msg.content:  # FedGen's generator, as the server trained it
+        algorithm.load_client_inputs(decode(protocol.from_record(msg.content[protocol.INPUTS_KEY])))
     trainer = setup.trainer(
         cfg,
         setup.new_model(cfg, device),
-        setup.algorithm(cfg, _server_side),
+        algorithm,
         partial(normalize, spec=DATASETS[cfg.dataset]),
         generator,
         engine="sequential",  # one client per node
@@ -87,7 +90,11 @@ def train(msg: Message, context: Context) -> Message:
     update, opt_state = trainer.train(partition_id, start, data, opt_state)
     if persist:
         _save_optimizer(context, opt_state)
-    metrics = {protocol.NUM_EXAMPLES: update.num_samples, protocol.TRAIN_LOSS: update.train_loss}
+    metrics = {
+        protocol.NUM_EXAMPLES: update.num_samples,
+        protocol.TRAIN_LOSS: update.train_loss,
+        protocol.LABEL_COUNTS: list(update.label_counts or ()),
+    }
     content = RecordDict(
         {
             protocol.UPDATE_KEY: protocol.to_record(encode(update.state, cfg.uplink())),

@@ -30,6 +30,7 @@ def _reply(node: int, msg: Message) -> ClientReply:
         protocol.from_record(msg.content[protocol.UPDATE_KEY]),
         int(metrics[protocol.NUM_EXAMPLES]),
         float(metrics[protocol.TRAIN_LOSS]),
+        protocol.label_counts(metrics),
     )
 
 

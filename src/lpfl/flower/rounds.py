@@ -16,7 +16,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
-from ..algorithms import SIMULATOR_ONLY, SUBMODEL_ALGORITHMS
+from ..algorithms import SUBMODEL_ALGORITHMS
 from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, resolve_device, setup
@@ -53,11 +53,6 @@ def run_rounds(
     x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
     if cfg.algorithm in SUBMODEL_ALGORITHMS:  # each node would need its own sub-model message
         raise ConfigError(f"--algorithm: {cfg.algorithm} trains sub-models, not on Flower yet")
-    if cfg.algorithm in SIMULATOR_ONLY:
-        raise ConfigError(
-            f"--algorithm: {cfg.algorithm} needs per-class counts"
-            " (and FedGen its generator) in the messages, not on Flower yet"
-        )
     model = setup.initial_model(cfg, device)  # the simulator's initial model, same seed
     # ABAvg's validation split, carved as the simulator and every node carve it; the
     # nodes' partitions exclude it. Empty, and unused, for the other algorithms.
@@ -65,7 +60,7 @@ def run_rounds(
     x_val, y_val = (torch.from_numpy(a[held]).to(device) for a in (train.x, train.y))
     score = setup.scorer(setup.new_model(cfg, device), x_val, y_val, norm)
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    server = setup.server(cfg, model, setup.algorithm(cfg, score), generator)
+    server = setup.server(cfg, model, setup.algorithm(cfg, score, device), generator)
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
 

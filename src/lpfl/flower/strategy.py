@@ -3,8 +3,9 @@
 ``Strategy.start`` runs each round as configure_train -> send -> aggregate_train ->
 configure_evaluate -> send -> aggregate_evaluate -> evaluate_fn. The hooks below fill
 those steps with what the simulator does: sample clients, broadcast Q(w̄) in wire
-format, decode and check each reply (a malformed or missing one is rejected and logged,
-the round goes on), aggregate in float32 and step the moving average or server
+format (FedGen's generator beside it), decode and check each reply (a malformed or
+missing one, or one without the per-class counts FedGen and FedFTG need, is rejected
+and logged, the round goes on), aggregate in float32 and step the moving average or server
 optimizer (``engine.Server``, imported, not copied), then evaluate on the server's
 test set and record the round in the ``lpfl run`` results schema. The ArrayRecords
 Flower passes around carry the float32 global model for Flower's own bookkeeping;
@@ -47,6 +48,7 @@ class LowPrecisionStrategy(Strategy):
         self.rng = np.random.default_rng(cfg.seed)  # client sampling, as in the simulator
         self._sent: list[Message] = []
         self._broadcast = b""
+        self._inputs: bytes | None = None
         self._uploads: list[ClientReply] = []
         self._rejected: list[Rejection] = []
         self._on_clients: tuple[float, float] | None = None
@@ -61,16 +63,22 @@ class LowPrecisionStrategy(Strategy):
         k = min(self.cfg.clients_per_round, len(nodes))
         sampled = [nodes[i] for i in sorted(self.rng.choice(len(nodes), k, replace=False))]
         self._broadcast = self.server.broadcast()
+        self._inputs = self.server.client_inputs()
         content = RecordDict(
             {
                 protocol.MODEL_KEY: protocol.to_record(self._broadcast),
                 protocol.CONFIG_KEY: settings.to_record(self.cfg, server_round),
             }
         )
+        if self._inputs is not None:
+            content[protocol.INPUTS_KEY] = protocol.to_record(self._inputs)
         # The Grid gives these very objects their ids when it sends them.
         train = MessageType.TRAIN
         self._sent = [Message(content, dst_node_id=n, message_type=train) for n in sampled]
         return self._sent
+
+    def _nodes(self) -> list[int]:
+        return [msg.metadata.dst_node_id for msg in self._sent]
 
     def aggregate_train(
         self, server_round: int, replies_: Iterable[Message]
@@ -114,6 +122,7 @@ class LowPrecisionStrategy(Strategy):
         metrics = setup.round_metrics(
             server_round, evaluated, time.perf_counter() - self._tic, len(self._sent),
             self._uploads, len(self._rejected), self._broadcast, on_clients=self._on_clients,
+            bytes_down=self.server.downlink_bytes(self._nodes(), self._broadcast, self._inputs),
         )  # fmt: skip
         self.recorder.record(metrics)
         if evaluated is None:
