@@ -1,15 +1,17 @@
 """Issue 7's parity check: the same config reaches the same accuracy on Flower as in
 lpfl's own simulator, on digits at 8 bits + moving average, over several seeds, for
-FedAvg and for the data-free methods whose messages carry more than the model
-(FedGen: the generator down, label counts up; FedFTG: label counts up).
+FedAvg, for the data-free methods whose messages carry more than the model (FedGen:
+the generator down, label counts up; FedFTG: label counts up) and for the sub-model
+methods, whose nodes each get their own slice (HeteroFL, SplitMix).
 
     FLWR_TELEMETRY_ENABLED=0 .venv/bin/python experiments/flower_parity.py \
         [--seeds 3] [--algorithms fedavg fedgen fedftg]
 
 Flower runs on its simulation runtime (Ray, in this process), with the same ServerApp
-and ClientApp a deployment uses. The two cannot match bit for bit: a Flower node draws
-its rounding and shuffling from its own seed, and the server samples nodes by their
-random Flower ids. So the check is statistical. Writes results/flower-parity.md.
+and ClientApp a deployment uses. Both sample the same clients each round, but they
+cannot match bit for bit: a Flower node draws its rounding and shuffling from its own
+seed, and the server sums replies in arrival order. So the check is statistical.
+Writes results/flower-parity.md.
 """
 
 from __future__ import annotations
@@ -78,19 +80,28 @@ def verdict(simulated: list[dict], on_flower: list[dict]) -> str:
     )
 
 
-ALGORITHMS = ("fedavg", "fedgen", "fedftg")
+# Each method with its defaults, and the sub-model methods with mixed budgets: half the
+# clients at full (HeteroFL) or half (SplitMix) width, the other half at half or quarter.
+ALGORITHMS = {
+    "fedavg": {},
+    "fedgen": {},
+    "fedftg": {},
+    "heterofl": dict(hetero_widths="1,1/2"),
+    "splitmix": dict(hetero_widths="1/2,1/4", splitmix_base="1/4"),
+}
 
 
 def compare(algorithm: str, seeds: int, rounds: int, tmp: Path) -> list[str]:
     """The Markdown section for one algorithm: both runtimes over the seeds, and a verdict."""
     runs: dict[str, list[dict]] = {"lpfl simulator": [], "Flower (simulation runtime)": []}
     for seed in range(seeds):
-        run = SETTINGS | {"rounds": rounds, "seed": seed, "algorithm": algorithm}
+        run = SETTINGS | ALGORITHMS[algorithm] | dict(rounds=rounds, seed=seed, algorithm=algorithm)
         runs["lpfl simulator"].append(simulator(run))
         runs["Flower (simulation runtime)"].append(flower(run, tmp / f"{algorithm}-seed{seed}"))
         print(algorithm, {name: r[-1]["final_accuracy_mean"] for name, r in runs.items()})
+    extra = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in ALGORITHMS[algorithm].items())
     return [
-        f"## {algorithm}",
+        f"## {algorithm}" + (f" ({extra})" if extra else ""),
         "",
         "| runs on | final accuracy per seed | mean ± std | last round, mean ± std |",
         "|---|---|---|---|",
@@ -105,7 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
+    parser.add_argument(
+        "--algorithms", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS)
+    )
     parser.add_argument("--out", default="results/flower-parity.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +138,7 @@ def main() -> None:
             f"{SETTINGS['participation']:.0%} per round, α = {SETTINGS['alpha']}, "
             f"{args.rounds} rounds, {SETTINGS['local_epochs']} local epochs, batch 32, "
             f"8 bits + moving average {SETTINGS['moving_average']}; seeds 0–{args.seeds - 1}; "
-            "each method with its default settings. "
+            "each method with its default settings (sub-model budgets as given). "
             "Final accuracy = mean test accuracy of the last 5 rounds, in %.",
             f"Device: CPU ({platform.machine()}, {os.cpu_count()} cores), "
             f"{datetime.date.today()}. Command: `{command}`",

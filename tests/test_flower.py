@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterable
@@ -9,13 +10,22 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    Context,
+    Error,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from lpfl.config import ConfigError, make_config
 from lpfl.data import DATASETS, load_dataset, normalize
-from lpfl.engine import evaluate, setup
+from lpfl.engine import evaluate, run_simulation, setup
 from lpfl.flower import protocol, rounds, settings
 from lpfl.flower.client_app import app as client_app
 from lpfl.flower.client_app import evaluate_local, train
@@ -70,8 +80,8 @@ def _accuracy_on_partition(cfg, state, partition_id: int, num_partitions: int) -
 
 def test_settings_round_trip_and_refusals() -> None:
     cfg = make_config(**TINY, out="here", data_dir="there")
-    sent, server_round = settings.from_record(settings.to_record(cfg, 3))
-    assert server_round == 3
+    sent, server_round, plan = settings.from_record(settings.to_record(cfg, 3))
+    assert server_round == 3 and plan is None
     assert sent.out is None and sent.data_dir is None  # host-local settings stay home
     assert sent == make_config(**TINY)
     cfg, flower = settings.from_run_config({"moving-average": 0, "round-timeout": 5, "bits": 6})
@@ -108,9 +118,9 @@ def test_the_flower_app_config_lists_every_method_setting_with_lpfl_s_defaults()
         assert hasattr(defaults, name), f"{key} is not an lpfl setting"
         if name not in small:
             assert value == getattr(defaults, name), key
-    methods = [f.name for f in dataclasses.fields(RunConfig)
-               if f.name.startswith(("fedgen_", "fedftg_", "prox_", "server_val"))]  # fmt: skip
-    assert len(methods) > 15 and all(m.replace("_", "-") in listed for m in methods)
+    prefixes = ("fedgen_", "fedftg_", "prox_", "server_val", "hetero_", "splitmix_")
+    methods = [f.name for f in dataclasses.fields(RunConfig) if f.name.startswith(prefixes)]
+    assert len(methods) > 20 and all(m.replace("_", "-") in listed for m in methods)
 
 
 def test_payload_record_refuses_float_tensors() -> None:
@@ -170,13 +180,18 @@ class FakeGrid(Grid):
         self.corrupt, self.silent, self.dead = corrupt, silent, dead
         self.counts = counts or {}  # node -> the label counts it sends instead (None: none)
         self.sent: list[Message] = []
+        self.queries: list[Message] = []  # the server asking each node for its partition
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None) -> list[Message]:
         answers = []
         for msg in messages:
             msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            self.sent.append(msg)
             node = msg.metadata.dst_node_id
+            if msg.metadata.message_type == MessageType.QUERY:  # nodes fail in training only
+                self.queries.append(msg)
+                answers.append(client_app(msg, self.contexts[node]))
+                continue
+            self.sent.append(msg)
             if node == self.silent:
                 continue
             if node == self.dead:
@@ -226,7 +241,10 @@ def test_server_rounds_reject_malformed_silent_and_dead_nodes_and_go_on(tmp_path
     assert [r["uploads"] for r in results["rounds"]] == [3, 3]  # silent and dead sent nothing
     assert [r["rejected"] for r in results["rounds"]] == [3, 3]
     reasons = {(r["client"], r["reason"].split(":")[0]) for r in results["rejections"]}
-    assert reasons == {(3, "no reply within 5 s"), (2, "truncated payload"), (4, "node failed")}
+    # Clients are named by the partition they hold (node n holds n - 1), reasons name the node.
+    assert reasons == {
+        (2, "no reply within 5 s from node 3"), (1, "truncated payload"), (3, "node 4 failed")
+    }  # fmt: skip
     assert all(r["test_accuracy"] is not None for r in results["rounds"])
     broadcast = protocol.from_record(grid.sent[0].content[protocol.MODEL_KEY])
     assert results["rounds"][0]["bytes_down"] == 5 * len(broadcast)
@@ -288,11 +306,86 @@ def test_abavg_on_flower_scores_clients_on_the_server_holdout(tmp_path, monkeypa
     assert results["rounds"][-1]["test_accuracy"] > 0.2
 
 
-@pytest.mark.parametrize("algorithm", ["heterofl", "splitmix"])
-def test_server_rounds_refuse_algorithms_the_messages_cannot_carry_yet(algorithm) -> None:
-    cfg = make_config(**TINY, algorithm=algorithm)
-    with pytest.raises(ConfigError, match=r"--algorithm: .*not on Flower yet"):
-        run_rounds(FakeGrid(4), cfg, FlowerSettings(round_timeout=5))
+SUBMODEL_RUNS = {
+    "heterofl": dict(algorithm="heterofl", hetero_widths="1,1/2"),
+    "splitmix": dict(algorithm="splitmix", hetero_widths="1/2,1/4", splitmix_base="1/4"),
+}
+
+
+@pytest.mark.parametrize("name", SUBMODEL_RUNS)
+def test_submodels_on_flower_send_each_node_its_slice_and_match_the_simulator(
+    tmp_path, name
+) -> None:
+    """Each node gets its own sub-model and plan and uploads that sub-model; with every
+    node sampled, the traffic per round is the simulator's to the byte."""
+    run = dict(TINY, **SUBMODEL_RUNS[name], clients=4, participation=1.0, rounds=3)
+    grid = FakeGrid(4)
+    results = _run_clean(grid, make_config(**run, out=str(tmp_path)), tmp_path)
+    assert all(r["uploads"] == 4 for r in results["rounds"])
+    simulated = run_simulation(make_config(**run), progress=False, log=lambda _m: None)
+    for key in ("bytes_up", "bytes_down"):
+        assert [r[key] for r in results["rounds"]] == [getattr(r, key) for r in simulated.rounds]
+    first = grid.sent[:4]
+    sizes = [len(protocol.from_record(m.content[protocol.MODEL_KEY])) for m in first]
+    assert len(set(sizes)) == 2  # two budgets, two sub-model sizes
+    for msg in first:
+        config = msg.content[protocol.CONFIG_KEY]
+        state = decode(protocol.from_record(msg.content[protocol.MODEL_KEY]))
+        sources = dict(item.split("=") for item in config[settings.SOURCES_KEY])
+        assert sources.keys() == state.keys()
+    assert sum(sizes) == results["rounds"][0]["bytes_down"]
+    assert results["rounds"][-1]["test_accuracy"] > 0.2
+
+
+def test_a_splitmix_node_keeps_each_base_s_optimizer_state_with_that_base() -> None:
+    cfg = make_config(**TINY, **SUBMODEL_RUNS["splitmix"], clients=4)
+    algorithm = setup.submodel_algorithm(cfg)
+    global_model = algorithm.global_model().state_dict()
+    context = _node_context(7, partition_id=1, num_partitions=4)  # a 1/4 budget: one base
+    trained = set()
+    for server_round, base in ((1, 2), (2, 0), (3, 2)):
+        plan = algorithm.plan(1)
+        sources = {k: k.replace("bases.0.", f"bases.{base}.", 1) for k in plan.sources}
+        plan = type(plan)(plan.arch, sources, plan.shapes)
+        message = _train_message(cfg, encode(plan.extract(global_model), WireFormat()), 7,
+                                 server_round)  # fmt: skip
+        settings.add_plan(message.content[protocol.CONFIG_KEY], plan)
+        reply = train(message, context)
+        assert set(decode(protocol.from_record(reply.content[protocol.UPDATE_KEY]))) == set(
+            plan.shapes
+        )
+        trained |= {g for k, g in sources.items() if "weight" in k or "bias" in k}
+        kept = torch.load(io.BytesIO(context.state["lpfl-optimizer"]["state"]), weights_only=True)
+        assert set(kept) == trained  # per global tensor: base 2's moments survive round 2
+    assert all(int(v["step"]) > 0 for v in kept.values())
+    with pytest.raises(ValueError, match="sub-model plan was not sent"):
+        train(_train_message(cfg, encode(global_model, WireFormat())), context)
+
+
+def test_roster_names_nodes_by_partition_and_leaves_out_a_duplicate_until_freed() -> None:
+    from lpfl.flower.roster import Roster
+
+    grid = FakeGrid(3)
+    grid.contexts[2] = _node_context(2, 0, 3)  # claims node 1's partition
+    grid.contexts[3] = _node_context(3, 7, 3)  # outside [0, 3)
+    roster = Roster(3)
+    roster.learn(grid, [1, 2, 3], timeout=5)
+    assert roster.clients([1, 2, 3]) == {0: 1}
+    assert len(grid.queries) == 3
+    roster.learn(grid, [1, 2, 3], timeout=5)  # the two left out are asked again
+    assert len(grid.queries) == 5 and roster.clients([1, 2, 3]) == {0: 1}
+    roster.learn(grid, [2, 3], timeout=5)  # node 1 left: its partition is free for node 2
+    assert roster.clients([2, 3]) == {0: 2}
+
+
+def _run_clean(grid: FakeGrid, cfg, tmp_path) -> dict:
+    """Run ``cfg`` over ``grid``; its results.json, checked to have run every round with
+    no client rejected."""
+    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed" and not results["rejections"]
+    assert len(results["rounds"]) == cfg.rounds
+    return results
 
 
 def _partition_counts(cfg, nodes: int) -> list[tuple[int, ...]]:
@@ -335,10 +428,7 @@ def test_fedgen_on_flower_sends_the_trained_generator_and_gets_label_counts(
     monkeypatch.setattr(FedGen, "load_client_inputs", spy_load)
     monkeypatch.setattr(FedGen, "regularizer", spy_regularizer)
     grid = FakeGrid(3)
-    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
-
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["status"] == "completed" and not results["rejections"]
+    results = _run_clean(grid, cfg, tmp_path)
     assert taught == [tuple(_partition_counts(cfg, 3))] * 3
     assert loaded == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # each round's nodes got the latest generator
     assert not any(regularised[: len(regularised) // 3]) and all(regularised[-5:])
@@ -369,10 +459,7 @@ def test_fedftg_on_flower_fine_tunes_with_each_node_s_label_counts(tmp_path, mon
 
     monkeypatch.setattr(FedFTG, "fine_tune", spy)
     grid = FakeGrid(3)
-    run_rounds(grid, cfg, FlowerSettings(round_timeout=5))
-
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["status"] == "completed" and not results["rejections"]
+    _run_clean(grid, cfg, tmp_path)
     assert taught == [tuple(_partition_counts(cfg, 3))] * 2
     assert all(protocol.INPUTS_KEY not in m.content for m in grid.sent)  # nothing but the model
 
@@ -387,11 +474,11 @@ def test_replies_without_usable_label_counts_are_rejected_and_the_round_goes_on(
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed"
     assert results["rounds"][0]["uploads"] == 3  # node 2's reply never reached the server
-    reasons = {r["client"]: r["reason"] for r in results["rejections"]}
-    assert sorted(reasons) == [1, 2, 3]
-    assert "sent none" in reasons[1]
-    assert reasons[2].startswith("malformed reply") and "list of integers" in reasons[2]
-    assert "needs 10 non-negative per-class sample counts" in reasons[3]
+    reasons = {r["client"]: r["reason"] for r in results["rejections"]}  # node n: client n - 1
+    assert sorted(reasons) == [0, 1, 2]
+    assert "sent none" in reasons[0]
+    assert reasons[1].startswith("malformed reply") and "list of integers" in reasons[1]
+    assert "needs 10 non-negative per-class sample counts" in reasons[2]
 
 
 @pytest.mark.flower
@@ -444,5 +531,5 @@ def test_strategy_aggregation_called_directly(tmp_path) -> None:
         assert np.array_equal(arrays[name].numpy(), value.numpy())  # Flower's fp32 copy
     assert (metrics["uploads"], metrics["rejected"]) == (3, 1)  # the truncated one arrived
     assert [(r["client"], r["reason"].split(":")[0]) for r in recorder.rejections] == [
-        (3, "truncated payload")
+        (2, "truncated payload")  # node 3 holds partition 2
     ]

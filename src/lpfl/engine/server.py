@@ -116,16 +116,23 @@ class Server:
         if self.submodels is None:
             return len(broadcast) * len(sampled) + extra
         start = decode(broadcast)
-        exact = replace(self.downlink, rounding="nearest")
         sizes: dict = {}
         total = 0
         for k in sampled:
-            plan = self.submodels.plans[k]
-            key = plan.arch if exact.compression == "none" else k
+            key = self.submodels.plans[k].arch if self.downlink.compression == "none" else k
             if key not in sizes:
-                sizes[key] = len(encode(plan.extract(start), exact))
+                sizes[key] = len(self.submodel_payload(k, start))
             total += sizes[key]
         return total + extra
+
+    def submodel_payload(self, client: int, start: State) -> bytes:
+        """The slice of the broadcast model ``start`` that a HeteroFL/SplitMix client
+        trains this round, in the downlink format: its values are on that grid already,
+        so rounding to nearest sends them unchanged."""
+        if self.submodels is None:
+            raise TypeError(f"{self.algorithm.name} sends every client the whole model")
+        plan = self.submodels.plans[client]
+        return encode(plan.extract(start), replace(self.downlink, rounding="nearest"))
 
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
         """One round on the server: decode, aggregate what survived, step the global model."""

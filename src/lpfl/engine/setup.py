@@ -188,10 +188,23 @@ def trainer(
         )  # fmt: skip
     engine = engine or engine_name(cfg, model, algo)
     engine_class = VectorizedTrainer if engine == "vectorized" else LocalTrainer
+    return local_trainer(cfg, model, algo, normalize, generator, engine_class)
+
+
+def local_trainer(
+    cfg: RunConfig,
+    model: nn.Module,
+    algo: Algorithm | SubModelAlgorithm,
+    normalize: Callable[[Tensor], Tensor],
+    generator: torch.Generator,
+    engine_class: type[LocalTrainer | VectorizedTrainer] = LocalTrainer,
+) -> LocalTrainer | VectorizedTrainer:
+    """A trainer of clients that all train ``model``'s architecture (a Flower node's
+    HeteroFL/SplitMix sub-model is one such model: the server planned it)."""
     return engine_class(
         model,
         policy(cfg),
-        algo,
+        algo,  # type: ignore[arg-type]
         OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum),
         normalize,
         cfg.local_epochs,

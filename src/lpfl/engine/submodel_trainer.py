@@ -12,7 +12,7 @@ with that base.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 
 import torch
@@ -22,6 +22,27 @@ from ..algorithms import ClientUpdate, State, SubModelAlgorithm
 from ..quant import PrecisionPolicy
 from .client import LocalTrainer, OptimizerSpec
 from .messages import ClientData, DivergenceError, Rejection
+
+
+def gather_state(
+    kept: Mapping[str, dict], names: list[str], sources: Mapping[str, str], optimizer: OptimizerSpec
+) -> dict | None:
+    """A torch optimizer state for a sub-model's parameters ``names`` from the states a
+    client kept per global tensor (``sources`` maps each name to its global tensor), or
+    None when it kept none of them."""
+    found = {i: kept.get(sources[n]) for i, n in enumerate(names)}
+    if all(v is None for v in found.values()):
+        return None
+    groups = optimizer.build([torch.zeros(1)]).state_dict()["param_groups"]
+    groups[0]["params"] = list(range(len(names)))
+    return {"state": {i: v for i, v in found.items() if v is not None}, "param_groups": groups}
+
+
+def by_global_name(opt_state: dict, names: list[str], sources: Mapping[str, str]) -> dict:
+    """A sub-model's torch optimizer state, per global tensor: what ``gather_state`` reads."""
+    return {
+        sources[n]: opt_state["state"][i] for i, n in enumerate(names) if i in opt_state["state"]
+    }
 
 
 class SubModelTrainer:
@@ -68,28 +89,20 @@ class SubModelTrainer:
             plan = self.algorithm.plan(k)
             trainer = self._trainer(plan.arch)
             names = [n for n, _ in trainer.model.named_parameters()]
+            kept = {g: v for (c, g), v in self.saved.items() if c == k} if self.persist else {}
             try:
                 update, opt_state = trainer.train(
-                    k, plan.extract(start), client_data, self._gather(k, names, plan.sources)
-                )
+                    k, plan.extract(start), client_data,
+                    gather_state(kept, names, plan.sources, self.optimizer),
+                )  # fmt: skip
             except DivergenceError as exc:
                 results.append(Rejection(k, str(exc)))
                 continue
             if self.persist:
-                for i, name in enumerate(names):
-                    if i in opt_state["state"]:
-                        self.saved[(k, plan.sources[name])] = opt_state["state"][i]
+                for g, v in by_global_name(opt_state, names, plan.sources).items():
+                    self.saved[(k, g)] = v
             results.append(update)
         return results
-
-    def _gather(self, client: int, names: list[str], sources: dict[str, str]) -> dict | None:
-        """A torch optimizer state for this client's parameters from what it kept, or None."""
-        kept = {i: self.saved.get((client, sources[n])) for i, n in enumerate(names)}
-        if not self.persist or all(v is None for v in kept.values()):
-            return None
-        groups = self.optimizer.build([torch.zeros(1)]).state_dict()["param_groups"]
-        groups[0]["params"] = list(range(len(names)))
-        return {"state": {i: v for i, v in kept.items() if v is not None}, "param_groups": groups}
 
     def state_dict(self) -> dict:
         """The per-client optimizer states, for checkpoints (the server keeps the planner's)."""

@@ -18,27 +18,32 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from ..algorithms import SUBMODEL_ALGORITHMS
 from ..config import RunConfig
 from ..data import DATASETS, normalize
 from ..engine import ClientData, evaluate, resolve_device, setup
+from ..engine.submodel_trainer import by_global_name, gather_state
 from ..wire import decode, encode
 from . import protocol, settings
 from .local_data import load_partition
+from .settings import Plan
 
 app = ClientApp()
 
 _OPTIMIZER = "lpfl-optimizer"  # context.state key: the optimizer state kept between rounds
 
 
-def _setup(msg: Message, context: Context) -> tuple[RunConfig, int, int, ClientData]:
-    """The message's run config, its round, this node's partition id and its data."""
+def _setup(msg: Message, context: Context) -> tuple[RunConfig, int, int, ClientData, Plan | None]:
+    """The message's run config, its round, this node's partition id, its data, and the
+    sub-model the server planned for it (HeteroFL, SplitMix; else None)."""
     node = context.node_config
     local: dict[str, Any] = {"data_dir": node.get("data-dir"), "device": node.get("device")}
-    cfg, server_round = settings.from_record(msg.content[protocol.CONFIG_KEY], **local)
+    cfg, server_round, plan = settings.from_record(msg.content[protocol.CONFIG_KEY], **local)
     partition_id = int(node["partition-id"])
     data = load_partition(cfg, partition_id, int(node["num-partitions"]))
     device = resolve_device(cfg.device)
-    return cfg, server_round, partition_id, ClientData(data.x.to(device), data.y.to(device))
+    data = ClientData(data.x.to(device), data.y.to(device))
+    return cfg, server_round, partition_id, data, plan
 
 
 def _generator(cfg: RunConfig, partition_id: int, server_round: int, device: torch.device):
@@ -47,14 +52,15 @@ def _generator(cfg: RunConfig, partition_id: int, server_round: int, device: tor
     return torch.Generator(device).manual_seed(seed)
 
 
-def _load_optimizer(context: Context) -> dict | None:
+def _load_optimizer(context: Context) -> dict[str, dict]:
+    """The optimizer state this node kept, per global tensor name ({} before any)."""
     if _OPTIMIZER not in context.state:
-        return None
+        return {}
     blob = context.state[_OPTIMIZER]["state"]
     return torch.load(io.BytesIO(blob), weights_only=True)
 
 
-def _save_optimizer(context: Context, state: dict) -> None:
+def _save_optimizer(context: Context, state: dict[str, dict]) -> None:
     """Kept in the node's context so it survives between rounds and never leaves the node."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -70,26 +76,33 @@ def _server_side(state: dict) -> float:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train from the broadcast and reply with the wire-encoded model (errors become replies)."""
-    cfg, server_round, partition_id, data = _setup(msg, context)
+    cfg, server_round, partition_id, data, plan = _setup(msg, context)
     device = data.y.device
-    generator = _generator(cfg, partition_id, server_round, device)
     algorithm = setup.algorithm(cfg, _server_side, device)
+    if (cfg.algorithm in SUBMODEL_ALGORITHMS) != (plan is not None):
+        raise ValueError(f"{cfg.algorithm}: a sub-model plan was {'not ' * (plan is None)}sent")
     if protocol.INPUTS_KEY in msg.content:  # FedGen's generator, as the server trained it
         algorithm.load_client_inputs(decode(protocol.from_record(msg.content[protocol.INPUTS_KEY])))
-    trainer = setup.trainer(
-        cfg,
-        setup.new_model(cfg, device),
-        algorithm,
-        partial(normalize, spec=DATASETS[cfg.dataset]),
-        generator,
-        engine="sequential",  # one client per node
+    model = (
+        setup.new_model(cfg, device)
+        if plan is None
+        else algorithm.client_model(plan.arch).to(device)  # type: ignore[attr-defined]
     )
+    trainer = setup.local_trainer(
+        cfg, model, algorithm, partial(normalize, spec=DATASETS[cfg.dataset]),
+        _generator(cfg, partition_id, server_round, device),
+    )  # fmt: skip
+    # Optimizer state is kept per global tensor, so a SplitMix node whose bases change
+    # from round to round keeps each base's moments with that base.
+    names = [name for name, _ in model.named_parameters()]
+    sources = plan.sources if plan is not None else {name: name for name in names}
     persist = cfg.optimizer_state == "persist"
+    kept = _load_optimizer(context) if persist else {}
     start = decode(protocol.from_record(msg.content[protocol.MODEL_KEY]))
-    opt_state = _load_optimizer(context) if persist else None
+    opt_state = gather_state(kept, names, sources, trainer.optimizer)
     update, opt_state = trainer.train(partition_id, start, data, opt_state)
     if persist:
-        _save_optimizer(context, opt_state)
+        _save_optimizer(context, kept | by_global_name(opt_state, names, sources))
     metrics = {
         protocol.NUM_EXAMPLES: update.num_samples,
         protocol.TRAIN_LOSS: update.train_loss,
@@ -104,10 +117,17 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content, reply_to=msg)
 
 
+@app.query()
+def partition(msg: Message, context: Context) -> Message:
+    """Which partition this node holds: the server names and plans clients by it."""
+    metrics = {protocol.PARTITION_ID: int(context.node_config["partition-id"])}
+    return Message(RecordDict({protocol.METRICS_KEY: MetricRecord(metrics)}), reply_to=msg)
+
+
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Accuracy of the broadcast model on this node's own data: how well it fits each client."""
-    cfg, _, _, data = _setup(msg, context)
+    cfg, _, _, data, _ = _setup(msg, context)
     model = setup.new_model(cfg, data.y.device)
     model.load_state_dict(decode(protocol.from_record(msg.content[protocol.MODEL_KEY])))
     accuracy, loss = evaluate(model, data.x, data.y, partial(normalize, spec=DATASETS[cfg.dataset]))

@@ -16,8 +16,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
-from ..algorithms import SUBMODEL_ALGORITHMS
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, resolve_device, setup
 from ..wire import fp32_bytes
@@ -51,8 +50,6 @@ def run_rounds(
     norm = partial(normalize, spec=spec)
     train, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
     x_test, y_test = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
-    if cfg.algorithm in SUBMODEL_ALGORITHMS:  # each node would need its own sub-model message
-        raise ConfigError(f"--algorithm: {cfg.algorithm} trains sub-models, not on Flower yet")
     model = setup.initial_model(cfg, device)  # the simulator's initial model, same seed
     # ABAvg's validation split, carved as the simulator and every node carve it; the
     # nodes' partitions exclude it. Empty, and unused, for the other algorithms.

@@ -10,19 +10,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from flwr.app import ConfigRecord
 
+from ..algorithms.submodels import SubModel
 from ..config import ConfigError, RunConfig, coerce_settings, make_config
 
 ROUND_KEY = "server-round"
+ARCH_KEY = "submodel-arch"  # HeteroFL: the width; SplitMix: how many bases
+SOURCES_KEY = "submodel-sources"  # "client tensor=global tensor", one per tensor
 ROUND_TIMEOUT_KEY = "round-timeout"
 CLIENT_EVAL_KEY = "client-eval-every"
 
 # Where the data lies, where results go and what hardware trains are facts about one
 # host, so the server keeps them to itself; each node uses its own (see client_app).
 _HOST_LOCAL = ("data_dir", "out", "device")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sub-model plan as a node receives it: enough to build and train it."""
+
+    arch: Fraction
+    sources: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,21 @@ def to_record(cfg: RunConfig, server_round: int) -> ConfigRecord:
     return ConfigRecord({**values, ROUND_KEY: server_round})
 
 
-def from_record(record: ConfigRecord, **local: Any) -> tuple[RunConfig, int]:
-    """The run config and round a client was sent; ``local`` adds its host-local settings."""
+def add_plan(record: ConfigRecord, plan: SubModel) -> None:
+    """What a HeteroFL/SplitMix client trains this round: the architecture to build, and
+    the global tensor each of its tensors is a slice of (it keeps its optimizer state
+    per global tensor, as a SplitMix client's bases change from round to round)."""
+    record[ARCH_KEY] = str(plan.arch)
+    record[SOURCES_KEY] = [f"{name}={source}" for name, source in plan.sources.items()]
+
+
+def from_record(record: ConfigRecord, **local: Any) -> tuple[RunConfig, int, Plan | None]:
+    """The run config, round and sub-model plan (if any) a client was sent; ``local``
+    adds its host-local settings."""
     values = dict(record)
     server_round = values.pop(ROUND_KEY)
-    return to_run_config(values, **local), int(server_round)
+    plan = None
+    if ARCH_KEY in values:
+        sources = dict(item.split("=", 1) for item in values.pop(SOURCES_KEY))
+        plan = Plan(Fraction(values.pop(ARCH_KEY)), sources)
+    return to_run_config(values, **local), int(server_round), plan

@@ -25,8 +25,10 @@ from flwr.serverapp.strategy import Strategy
 
 from ..config import RunConfig
 from ..engine import ClientReply, Recorder, Rejection, Server, setup
+from ..wire import decode
 from . import protocol, replies, settings
 from .evaluation import evaluation_messages, weighted
+from .roster import Roster
 from .settings import FlowerSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,10 @@ class LowPrecisionStrategy(Strategy):
         self.cfg, self.server, self.recorder = cfg, server, recorder
         self.evaluate, self.flower = evaluate, flower
         self.rng = np.random.default_rng(cfg.seed)  # client sampling, as in the simulator
+        self.roster = Roster(cfg.clients)
         self._sent: list[Message] = []
+        self._clients: list[int] = []  # the partition each sent message went to
+        self._bytes_down = 0
         self._broadcast = b""
         self._inputs: bytes | None = None
         self._uploads: list[ClientReply] = []
@@ -57,34 +62,57 @@ class LowPrecisionStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Sample among the nodes still connected; all get the same broadcast bytes."""
+        """Sample clients among the nodes connected, as the simulator samples its clients
+        (with every node connected, the same ones); each gets the broadcast, or for
+        HeteroFL/SplitMix its own slice of it and the plan to train it."""
         self._tic = time.perf_counter()
-        nodes = sorted(grid.get_node_ids())
-        k = min(self.cfg.clients_per_round, len(nodes))
-        sampled = [nodes[i] for i in sorted(self.rng.choice(len(nodes), k, replace=False))]
+        connected = sorted(grid.get_node_ids())
+        self.roster.learn(grid, connected, self.flower.round_timeout)
+        node_of = self.roster.clients(connected)  # partition id -> node id
+        clients = sorted(node_of)
+        k = min(self.cfg.clients_per_round, len(clients))
+        sampled = [clients[i] for i in sorted(self.rng.choice(len(clients), k, replace=False))]
         self._broadcast = self.server.broadcast()
         self._inputs = self.server.client_inputs()
-        content = RecordDict(
-            {
-                protocol.MODEL_KEY: protocol.to_record(self._broadcast),
-                protocol.CONFIG_KEY: settings.to_record(self.cfg, server_round),
-            }
-        )
-        if self._inputs is not None:
-            content[protocol.INPUTS_KEY] = protocol.to_record(self._inputs)
-        # The Grid gives these very objects their ids when it sends them.
-        train = MessageType.TRAIN
-        self._sent = [Message(content, dst_node_id=n, message_type=train) for n in sampled]
+        payloads = self._payloads(sampled)
+        self._bytes_down = sum(map(len, payloads)) + len(self._inputs or b"") * k
+        self._sent = []
+        for client, payload in zip(sampled, payloads, strict=True):
+            content = RecordDict(
+                {
+                    protocol.MODEL_KEY: protocol.to_record(payload),
+                    protocol.CONFIG_KEY: self._config(client, server_round),
+                }
+            )
+            if self._inputs is not None:
+                content[protocol.INPUTS_KEY] = protocol.to_record(self._inputs)
+            train = MessageType.TRAIN  # the Grid gives these very objects their ids
+            self._sent.append(Message(content, dst_node_id=node_of[client], message_type=train))
+        self._clients = sampled
         return self._sent
 
-    def _nodes(self) -> list[int]:
-        return [msg.metadata.dst_node_id for msg in self._sent]
+    def _payloads(self, sampled: list[int]) -> list[bytes]:
+        """The model bytes each sampled client receives."""
+        submodels = self.server.submodels
+        if submodels is None:
+            return [self._broadcast] * len(sampled)
+        submodels.begin_round()
+        start = decode(self._broadcast)
+        for client in sampled:
+            submodels.plan(client)
+        return [self.server.submodel_payload(client, start) for client in sampled]
+
+    def _config(self, client: int, server_round: int) -> ConfigRecord:
+        record = settings.to_record(self.cfg, server_round)
+        if self.server.submodels is not None:
+            settings.add_plan(record, self.server.submodels.plans[client])
+        return record
 
     def aggregate_train(
         self, server_round: int, replies_: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         uploads, dropped = replies.collect(
-            server_round, self._sent, replies_, self.flower.round_timeout
+            server_round, self._sent, self._clients, replies_, self.flower.round_timeout
         )
         self._uploads = uploads
         self._rejected = dropped + self.server.update(server_round, uploads)
@@ -122,7 +150,7 @@ class LowPrecisionStrategy(Strategy):
         metrics = setup.round_metrics(
             server_round, evaluated, time.perf_counter() - self._tic, len(self._sent),
             self._uploads, len(self._rejected), self._broadcast, on_clients=self._on_clients,
-            bytes_down=self.server.downlink_bytes(self._nodes(), self._broadcast, self._inputs),
+            bytes_down=self._bytes_down,
         )  # fmt: skip
         self.recorder.record(metrics)
         if evaluated is None:
