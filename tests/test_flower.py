@@ -362,18 +362,25 @@ def test_a_splitmix_node_keeps_each_base_s_optimizer_state_with_that_base() -> N
         train(_train_message(cfg, encode(global_model, WireFormat())), context)
 
 
-def test_roster_names_nodes_by_partition_and_leaves_out_a_duplicate_until_freed() -> None:
+def test_roster_names_nodes_by_partition_and_leaves_out_a_duplicate_until_freed(
+    caplog,
+) -> None:
     from lpfl.flower.roster import Roster
 
-    grid = FakeGrid(3)
-    grid.contexts[2] = _node_context(2, 0, 3)  # claims node 1's partition
-    grid.contexts[3] = _node_context(3, 7, 3)  # outside [0, 3)
-    roster = Roster(3)
-    roster.learn(grid, [1, 2, 3], timeout=5)
-    assert roster.clients([1, 2, 3]) == {0: 1}
-    assert len(grid.queries) == 3
-    roster.learn(grid, [1, 2, 3], timeout=5)  # the two left out are asked again
-    assert len(grid.queries) == 5 and roster.clients([1, 2, 3]) == {0: 1}
+    grid = FakeGrid(4)
+    grid.contexts[2] = _node_context(2, 0, 4)  # claims node 1's partition
+    grid.contexts[3] = _node_context(3, 7, 4)  # outside [0, 4)
+    grid.contexts[4] = _node_context(4, 3, 5)  # its data cut for a 5-client run
+    roster = Roster(4)
+    roster.learn(grid, [1, 2, 3, 4], timeout=5)
+    assert roster.clients([1, 2, 3, 4]) == {0: 1}
+    assert len(grid.queries) == 4
+    said = caplog.text
+    assert "node 2 left out" in said and "partition 0 is already held" in said
+    assert "node 3 left out" in said and "partition 7 is not in [0, 4)" in said
+    assert "node 4 left out" in said and "set its num-partitions to the run's clients" in said
+    roster.learn(grid, [1, 2, 3, 4], timeout=5)  # the three left out are asked again
+    assert len(grid.queries) == 7 and roster.clients([1, 2, 3, 4]) == {0: 1}
     roster.learn(grid, [2, 3], timeout=5)  # node 1 left: its partition is free for node 2
     assert roster.clients([2, 3]) == {0: 2}
 

@@ -120,7 +120,11 @@ def train(msg: Message, context: Context) -> Message:
 @app.query()
 def partition(msg: Message, context: Context) -> Message:
     """Which partition this node holds: the server names and plans clients by it."""
-    metrics = {protocol.PARTITION_ID: int(context.node_config["partition-id"])}
+    node = context.node_config
+    metrics = {
+        protocol.PARTITION_ID: int(node["partition-id"]),
+        protocol.NUM_PARTITIONS: int(node["num-partitions"]),
+    }
     return Message(RecordDict({protocol.METRICS_KEY: MetricRecord(metrics)}), reply_to=msg)
 
 

@@ -20,7 +20,8 @@ METRICS_KEY = "metrics"  # MetricRecord: what the client trained or evaluated on
 NUM_EXAMPLES = "num-examples"
 TRAIN_LOSS = "train-loss"
 LABEL_COUNTS = "label-counts"  # samples per class, for FedGen and FedFTG's teachers
-PARTITION_ID = "partition-id"  # a node's answer to the server's QUERY: the data it holds
+PARTITION_ID = "partition-id"  # a node's answer to the server's QUERY: the data it holds,
+NUM_PARTITIONS = "num-partitions"  # and into how many parts it cut the training set
 ACCURACY = "accuracy"
 LOSS = "loss"
 

@@ -28,8 +28,9 @@ class Roster:
     def learn(self, grid: Grid, nodes: Sequence[int], timeout: float) -> None:
         """Ask the nodes not known yet which partition they hold.
 
-        A node that does not answer, answers nonsense or claims a partition another node
-        holds is left out (logged) and asked again next round.
+        A node that does not answer, answers nonsense, cut the data into another number
+        of partitions than the run has clients, or claims a partition another node holds
+        is left out (logged) and asked again next round.
         """
         connected = set(nodes)  # a node that left frees its partition for its successor
         self.client_of = {n: p for n, p in self.client_of.items() if n in connected}
@@ -46,7 +47,13 @@ class Roster:
             try:
                 if answer.has_error():
                     raise ValueError(answer.error.reason)
-                part = answer.content[protocol.METRICS_KEY][protocol.PARTITION_ID]
+                metrics = answer.content[protocol.METRICS_KEY]
+                part, parts = metrics[protocol.PARTITION_ID], metrics[protocol.NUM_PARTITIONS]
+                if parts != self.partitions:  # its data would not be any client's
+                    raise ValueError(
+                        f"it split the data into {parts!r} partitions, the run into "
+                        f"{self.partitions} (set its num-partitions to the run's clients)"
+                    )
                 if not isinstance(part, int) or not 0 <= part < self.partitions:
                     raise ValueError(f"partition {part!r} is not in [0, {self.partitions})")
                 if part in self.client_of.values():
