@@ -175,6 +175,10 @@ def test_experiment_specs_load():
     priority = load_spec(root / "table1-priority.toml").points()
     assert len(full) == 4 * 3 * 3 * 2 * 3 and len(priority) == 2 * 3 * 5 * 3
     assert {p.hash for p in priority} <= {p.hash for p in full}, "priority runs are reused"
+    methods = load_spec(root / "methods-fmnist.toml")
+    fedavg = {p.hash for p in methods.points() if p.config.algorithm == "fedavg"}
+    assert len(fedavg) == 12 and fedavg <= {p.hash for p in priority}
+    assert methods.out == load_spec(root / "table1-priority.toml").out, "so they run once"
     first = priority[:15]  # a GPU slot finishes a few runs: every FMNIST cell before repeats
     assert {(p.config.dataset, p.config.seed) for p in first} == {("fmnist", 0)}
     assert len({(p.config.alpha, p.config.bits, p.config.moving_average) for p in first}) == 15
