@@ -1,6 +1,7 @@
 """Seconds per round, sequential vs vectorized engine, at 32 bits and at 8 bits + moving average.
 
     .venv/bin/python benchmarks/engine_speed.py                 # digits demo settings (CPU)
+    .venv/bin/python benchmarks/engine_speed.py --pairs 5       # the same, 5 alternating pairs
     .venv/bin/python benchmarks/engine_speed.py --paper fmnist  # the paper's setting, for a GPU
 
 Prints one JSON object; ratios are measured in the same process, one setting after
@@ -113,6 +114,11 @@ def main() -> None:
     parser.add_argument(
         "--sequential-rounds", type=int, help="fewer rounds for the slow engine (0: skip it)"
     )
+    parser.add_argument(
+        "--pairs", type=int, default=1,
+        help="measure each engine pair this many times, alternating, and report the median "
+        "ratio (a shared CPU's speed drifts by tens of percent from minute to minute)",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here after every measurement")
     args = parser.parse_args()
@@ -141,18 +147,22 @@ def main() -> None:
     # Each engine pair back to back, so the ratio compares like with like on a machine
     # whose speed drifts (a shared CPU); the GPU-only ablations come after.
     for name, variant in variants.items():
-        spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
-        save()
-        if not seq_rounds["rounds"]:
-            continue
-        spr[f"sequential_{name}"] = measure(
-            base | variant | seq_rounds | {"engine": "sequential"}, clock
-        )
-        out[f"speedup_{name}"] = round(
-            spr[f"sequential_{name}"]["round"] / spr[f"vectorized_{name}"]["round"], 2
-        )
-        print(json.dumps({name: out[f"speedup_{name}"]}), file=sys.stderr, flush=True)
-        save()
+        ratios = []
+        for _ in range(args.pairs):
+            vec = measure(base | variant | {"engine": "vectorized"}, clock)
+            spr[f"vectorized_{name}"] = vec
+            save()
+            if not seq_rounds["rounds"]:
+                break
+            seq = measure(base | variant | seq_rounds | {"engine": "sequential"}, clock)
+            spr[f"sequential_{name}"] = seq
+            ratios.append(round(seq["round"] / vec["round"], 2))
+            out[f"speedup_{name}"] = statistics.median(ratios)
+            if args.pairs > 1:  # the last pair's times above; every pair's ratio here
+                out[f"speedup_{name}_pairs"] = ratios
+            save()
+        if ratios:
+            print(json.dumps({name: out[f"speedup_{name}"]}), file=sys.stderr, flush=True)
     out["8bit_over_32bit_vectorized_train"] = round(
         spr["vectorized_8bit_ma"]["train"] / spr["vectorized_32bit"]["train"], 2
     )
