@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from lpfl.config import make_config
-from lpfl.engine import setup
+from lpfl.engine import run_simulation, setup
 from lpfl.wire import encode
 
 pytestmark = [
@@ -242,6 +242,32 @@ def test_deployment_learns_at_8_bits(federation: Federation, tmp_path: Path) -> 
     assert rounds[-1]["test_accuracy"] > rounds[0]["test_accuracy"]
     assert rounds[-1]["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
     assert all(r["bytes_up"] == 2 * _update_bytes() for r in rounds)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [dict(algorithm="fedgen"), dict(algorithm="splitmix", **{"hetero-widths": "1/2,1/4",
+                                                             "splitmix-base": "1/4"})],
+    ids=["fedgen", "splitmix"],
+)  # fmt: skip
+def test_deployment_carries_what_fedgen_and_splitmix_add_to_the_messages(
+    federation: Federation, tmp_path: Path, method: dict
+) -> None:
+    """Over the network too: FedGen's generator and label counts, SplitMix's per-node
+    slices and plans. The traffic must be the simulator's for the same run, to the byte."""
+    out = tmp_path / "run"
+    overrides = dict(RUN, **method, rounds=2, out=str(out), **{"round-timeout": 60})
+    run = federation.flwr_run(f"run-{method['algorithm']}", overrides)
+    _finish(federation, run, timeout=180)
+
+    results = _results(out, federation)
+    rounds = results["rounds"]
+    assert [r["uploads"] for r in rounds] == [2, 2] and not results["rejections"]
+    settings = {k.replace("-", "_"): v for k, v in overrides.items() if k != "round-timeout"}
+    simulated = run_simulation(make_config(**settings | {"out": None}), progress=False,
+                               log=lambda _m: None)  # fmt: skip
+    for key in ("bytes_up", "bytes_down"):
+        assert [r[key] for r in rounds] == [getattr(r, key) for r in simulated.rounds]
 
 
 def test_round_completes_when_a_supernode_dies(federation: Federation, tmp_path: Path) -> None:
