@@ -35,7 +35,7 @@ def weighted(answers: Iterable[Message], round_: int) -> tuple[float, float] | N
             n = int(metrics[protocol.NUM_EXAMPLES])
             acc, lo = float(metrics[protocol.ACCURACY]), float(metrics[protocol.LOSS])
         except (KeyError, TypeError, ValueError) as exc:
-            log.warning("round %d: evaluation by client %d left out: %s", round_, node, exc)
+            log.warning("round %d: evaluation by node %d left out: %s", round_, node, exc)
             continue
         total, accuracy, loss = total + n, accuracy + n * acc, loss + n * lo
     return (accuracy / total, loss / total) if total else None
