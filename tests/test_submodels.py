@@ -237,6 +237,22 @@ def test_engine_selection_is_explicit(caplog):
     assert [int(b / Fraction(1, 4)) for b in (Fraction(1, 2), Fraction(1, 4))] == [2, 1]
 
 
+def test_submodel_checkpoints_of_the_older_layout_still_resume():
+    """Optimizer states were kept by (client, global tensor) before 2026-11-27; such a
+    checkpoint loads into today's per-client layout and saves back in it."""
+    cfg = make_config(dataset="digits", model="mlp", clients=4, algorithm="heterofl",
+                      hetero_widths="1,1/2")  # fmt: skip
+    algo = setup.algorithm(cfg)
+    model = setup.new_model(cfg, torch.device("cpu"))
+    trainer = setup.trainer(cfg, model, algo, lambda t: t.float(), torch.Generator())
+    old = {(0, "a.weight"): {"step": 1}, (0, "a.bias"): {"step": 2}, (3, "a.weight"): {"step": 3}}
+    trainer.load_state_dict({"saved": old})
+    expected = {0: {"a.weight": {"step": 1}, "a.bias": {"step": 2}}, 3: {"a.weight": {"step": 3}}}
+    assert trainer.state_dict() == {"saved": expected}
+    trainer.load_state_dict(trainer.state_dict())
+    assert trainer.state_dict() == {"saved": expected}
+
+
 def test_width_settings_are_checked():
     assert parse_widths("1/4, 1/8") == (Fraction(1, 4), Fraction(1, 8))
     assert assign_widths(parse_widths("1,1/2"), 5, "cycle", 0) == [1, 0.5, 1, 0.5, 1]

@@ -70,7 +70,7 @@ class SubModelTrainer:
             generator=generator, persist=False,
         )  # fmt: skip
         self.trainers: dict[Hashable, LocalTrainer] = {}  # one worker model per architecture
-        self.saved: dict[tuple[int, str], dict] = {}  # (client, global tensor) -> optimizer state
+        self.saved: dict[int, dict[str, dict]] = {}  # client -> global tensor -> optimizer state
 
     def _trainer(self, arch: Hashable) -> LocalTrainer:
         if arch not in self.trainers:
@@ -89,7 +89,7 @@ class SubModelTrainer:
             plan = self.algorithm.plan(k)
             trainer = self._trainer(plan.arch)
             names = [n for n, _ in trainer.model.named_parameters()]
-            kept = {g: v for (c, g), v in self.saved.items() if c == k} if self.persist else {}
+            kept = self.saved.get(k, {})
             try:
                 update, opt_state = trainer.train(
                     k, plan.extract(start), client_data,
@@ -99,8 +99,7 @@ class SubModelTrainer:
                 results.append(Rejection(k, str(exc)))
                 continue
             if self.persist:
-                for g, v in by_global_name(opt_state, names, plan.sources).items():
-                    self.saved[(k, g)] = v
+                self.saved[k] = kept | by_global_name(opt_state, names, plan.sources)
             results.append(update)
         return results
 
@@ -109,4 +108,9 @@ class SubModelTrainer:
         return {"saved": self.saved}
 
     def load_state_dict(self, state: dict) -> None:
-        self.saved = state["saved"]
+        self.saved = {}
+        for key, value in state["saved"].items():
+            if isinstance(key, tuple):  # checkpoints before 2026-11-27: (client, tensor) keys
+                self.saved.setdefault(key[0], {})[key[1]] = value
+            else:
+                self.saved[key] = value
