@@ -170,13 +170,10 @@ def label_counts_problem(update: ClientUpdate, num_classes: int) -> str | None:
 
 
 def label_count_matrix(updates: Sequence[ClientUpdate], num_classes: int) -> Tensor:
-    """(clients, classes) float32 sample counts; refuses updates that did not send theirs."""
-    rows = []
+    """(clients, classes) float32 sample counts; refuses an update whose counts are
+    unusable (``label_counts_problem``), as the server already has before aggregating."""
     for u in updates:
-        if u.label_counts is None or len(u.label_counts) != num_classes:
-            raise ValueError(
-                f"client {u.client}: needs its {num_classes} per-class sample counts, "
-                f"got {u.label_counts!r}"
-            )
-        rows.append(u.label_counts)
+        if (problem := label_counts_problem(u, num_classes)) is not None:
+            raise ValueError(f"client {u.client}: {problem}")
+    rows = [u.label_counts for u in updates]
     return torch.tensor(rows, dtype=torch.float32)
