@@ -76,16 +76,17 @@ class LowPrecisionStrategy(Strategy):
         self._inputs = self.server.client_inputs()
         payloads = self._payloads(sampled)
         self._bytes_down = sum(map(len, payloads)) + len(self._inputs or b"") * k
+        # Records every message carries alike are built once: the broadcast (unless each
+        # client gets its own slice) and FedGen's generator.
+        broadcast = protocol.to_record(self._broadcast)
+        extra = (
+            {} if self._inputs is None else {protocol.INPUTS_KEY: protocol.to_record(self._inputs)}
+        )
         self._sent = []
         for client, payload in zip(sampled, payloads, strict=True):
-            content = RecordDict(
-                {
-                    protocol.MODEL_KEY: protocol.to_record(payload),
-                    protocol.CONFIG_KEY: self._config(client, server_round),
-                }
-            )
-            if self._inputs is not None:
-                content[protocol.INPUTS_KEY] = protocol.to_record(self._inputs)
+            model = broadcast if payload is self._broadcast else protocol.to_record(payload)
+            config_ = self._config(client, server_round)
+            content = RecordDict({protocol.MODEL_KEY: model, protocol.CONFIG_KEY: config_, **extra})
             train = MessageType.TRAIN  # the Grid gives these very objects their ids
             self._sent.append(Message(content, dst_node_id=node_of[client], message_type=train))
         self._clients = sampled
