@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import json
-import uuid
-from collections.abc import Iterable
 
 import numpy as np
 import pytest
 import torch
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    Context,
-    Error,
-    Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
-)
-from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
+from flower_fakes import FakeGrid, node_context, task_identity  # noqa: F401 (fixture)
+from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 
 from lpfl.config import ConfigError, make_config
 from lpfl.data import DATASETS, load_dataset, normalize
 from lpfl.engine import evaluate, run_simulation, setup
-from lpfl.flower import protocol, rounds, settings
+from lpfl.flower import protocol, replies, rounds, settings
 from lpfl.flower.client_app import app as client_app
 from lpfl.flower.client_app import evaluate_local, train
 from lpfl.flower.local_data import load_partition
+from lpfl.flower.node_state import OptimizerStore
 from lpfl.flower.rounds import run_rounds
 from lpfl.flower.settings import FlowerSettings
 from lpfl.models import build_model
@@ -39,22 +27,10 @@ from lpfl.wire import WireFormat, decode, encode
 TINY = dict(dataset="digits", model="mlp", alpha=0.5, batch_size=32, bits=8)
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flower stamps messages with the running task's ids; outside a run there is none."""
-    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, name, value)
-
-
 def _initial_model(cfg) -> dict[str, torch.Tensor]:
     spec = DATASETS[cfg.dataset]
     torch.manual_seed(cfg.seed)
     return build_model(cfg.model, spec.channels, spec.size, spec.num_classes).state_dict()
-
-
-def _node_context(node: int, partition_id: int, num_partitions: int) -> Context:
-    config = {"partition-id": partition_id, "num-partitions": num_partitions}
-    return Context(run_id=1, node_id=node, node_config=config, state=RecordDict(), run_config={})
 
 
 def _train_message(
@@ -80,16 +56,20 @@ def _accuracy_on_partition(cfg, state, partition_id: int, num_partitions: int) -
 
 def test_settings_round_trip_and_refusals() -> None:
     cfg = make_config(**TINY, out="here", data_dir="there")
-    sent, server_round, plan = settings.from_record(settings.to_record(cfg, 3))
-    assert server_round == 3 and plan is None
-    assert sent.out is None and sent.data_dir is None  # host-local settings stay home
-    assert sent == make_config(**TINY)
+    asked = settings.from_record(settings.to_record(cfg, 3, "run-a", 2))
+    assert (asked.server_round, asked.run_token, asked.checkpointed) == (3, "run-a", 2)
+    assert asked.plan is None
+    assert asked.cfg.out is None and asked.cfg.data_dir is None  # host-local settings stay home
+    assert asked.cfg == make_config(**TINY)
     cfg, flower = settings.from_run_config({"moving-average": 0, "round-timeout": 5, "bits": 6})
     assert (cfg.moving_average, cfg.bits, flower.round_timeout) == (0.0, 6, 5.0)
     assert flower.client_eval_every == 0  # the nodes evaluate only when asked to
     assert settings.from_run_config({"client-eval-every": 3})[1].client_eval_every == 3
     with pytest.raises(ConfigError, match="--client-eval-every"):
         settings.from_run_config({"client-eval-every": -1})
+    assert settings.from_run_config({"resume": True})[1].resume
+    with pytest.raises(ConfigError, match="--resume: must be true or false"):
+        settings.from_run_config({"resume": "yes"})
     with pytest.raises(ConfigError, match="--bogus"):
         settings.to_run_config({"bogus": 1})
     with pytest.raises(ConfigError, match="--bits"):
@@ -109,7 +89,7 @@ def test_the_flower_app_config_lists_every_method_setting_with_lpfl_s_defaults()
     app = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     listed = app["tool"]["flwr"]["app"]["config"]
     defaults = RunConfig()
-    own = {settings.ROUND_TIMEOUT_KEY, settings.CLIENT_EVAL_KEY}
+    own = {settings.ROUND_TIMEOUT_KEY, settings.CLIENT_EVAL_KEY, settings.RESUME_KEY}
     small = {"model", "clients", "participation", "rounds", "alpha", "out"}
     for key, value in listed.items():
         if key in own:
@@ -133,7 +113,7 @@ def test_payload_record_refuses_float_tensors() -> None:
 def test_client_train_replies_wire_bytes_on_the_8_bit_grid() -> None:
     cfg = make_config(**TINY)
     broadcast = encode(_initial_model(cfg), cfg.downlink(), torch.Generator().manual_seed(0))
-    context = _node_context(7, partition_id=1, num_partitions=4)
+    context = node_context(7, partition_id=1, num_partitions=4)
     reply = train(_train_message(cfg, broadcast), context)
 
     array = reply.content[protocol.UPDATE_KEY]["payload"].numpy()
@@ -153,82 +133,12 @@ def test_client_evaluate_handler_scores_the_model_on_its_own_partition() -> None
     cfg = make_config(**TINY)
     state = _initial_model(cfg)
     message = _train_message(cfg, encode(state, WireFormat()), kind="evaluate")
-    reply = evaluate_local(message, _node_context(7, partition_id=2, num_partitions=4))
+    reply = evaluate_local(message, node_context(7, partition_id=2, num_partitions=4))
 
     metrics = reply.content[protocol.METRICS_KEY]
     got = (metrics[protocol.ACCURACY], metrics[protocol.LOSS], metrics[protocol.NUM_EXAMPLES])
     assert got == pytest.approx(_accuracy_on_partition(cfg, state, 2, 4))
     assert 0 < metrics[protocol.NUM_EXAMPLES] < len(load_dataset("digits")[0])
-
-
-class FakeGrid(Grid):
-    """Answers in-process, like a federation with a broken, a silent and a dead node.
-
-    As Flower's grids do, it gives each sent message an id; the SuperLink answers for a
-    dead node itself, with an error from node 1 that replies to the message sent to it.
-    """
-
-    def __init__(
-        self,
-        nodes: int,
-        corrupt: int | None = None,
-        silent: int | None = None,
-        dead: int | None = None,
-        counts: dict[int, object] | None = None,
-    ) -> None:
-        self.contexts = {n: _node_context(n, n - 1, nodes) for n in range(1, nodes + 1)}
-        self.corrupt, self.silent, self.dead = corrupt, silent, dead
-        self.counts = counts or {}  # node -> the label counts it sends instead (None: none)
-        self.sent: list[Message] = []
-        self.queries: list[Message] = []  # the server asking each node for its partition
-
-    def send_and_receive(self, messages: Iterable[Message], *, timeout=None) -> list[Message]:
-        answers = []
-        for msg in messages:
-            msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            node = msg.metadata.dst_node_id
-            if msg.metadata.message_type == MessageType.QUERY:  # nodes fail in training only
-                self.queries.append(msg)
-                answers.append(client_app(msg, self.contexts[node]))
-                continue
-            self.sent.append(msg)
-            if node == self.silent:
-                continue
-            if node == self.dead:
-                reply = Message(Error(code=5, reason="Node Unavailable"), reply_to=msg)
-                reply.metadata.__dict__["_src_node_id"] = 1  # the SuperLink's node id
-            else:
-                reply = client_app(msg, self.contexts[node])
-            if node == self.corrupt:
-                payload = protocol.from_record(reply.content[protocol.UPDATE_KEY])
-                reply.content[protocol.UPDATE_KEY] = protocol.to_record(payload[:-7])
-            if node in self.counts:
-                metrics = dict(reply.content[protocol.METRICS_KEY])
-                metrics.pop(protocol.LABEL_COUNTS)
-                if self.counts[node] is not None:
-                    metrics[protocol.LABEL_COUNTS] = self.counts[node]
-                reply.content[protocol.METRICS_KEY] = MetricRecord(metrics)
-            answers.append(reply)
-        return answers
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.contexts)
-
-    def set_run(self, run) -> None:
-        raise NotImplementedError
-
-    @property
-    def run(self):
-        raise NotImplementedError
-
-    def create_message(self, *args, **kwargs) -> Message:
-        raise NotImplementedError
-
-    def push_messages(self, messages):
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids):
-        raise NotImplementedError
 
 
 def test_server_rounds_reject_malformed_silent_and_dead_nodes_and_go_on(tmp_path) -> None:
@@ -387,7 +297,7 @@ def test_a_splitmix_node_keeps_each_base_s_optimizer_state_with_that_base() -> N
     cfg = make_config(**TINY, **SUBMODEL_RUNS["splitmix"], clients=4)
     algorithm = setup.submodel_algorithm(cfg)
     global_model = algorithm.global_model().state_dict()
-    context = _node_context(7, partition_id=1, num_partitions=4)  # a 1/4 budget: one base
+    context = node_context(7, partition_id=1, num_partitions=4)  # a 1/4 budget: one base
     trained = set()
     for server_round, base in ((1, 2), (2, 0), (3, 2)):
         plan = algorithm.plan(1)
@@ -401,7 +311,7 @@ def test_a_splitmix_node_keeps_each_base_s_optimizer_state_with_that_base() -> N
             plan.shapes
         )
         trained |= {g for k, g in sources.items() if "weight" in k or "bias" in k}
-        kept = torch.load(io.BytesIO(context.state["lpfl-optimizer"]["state"]), weights_only=True)
+        kept = OptimizerStore(context, "", partition_id=1).load(server_round + 1)
         assert set(kept) == trained  # per global tensor: base 2's moments survive round 2
     assert all(int(v["step"]) > 0 for v in kept.values())
     with pytest.raises(ValueError, match="sub-model plan was not sent"):
@@ -414,9 +324,9 @@ def test_roster_names_nodes_by_partition_and_leaves_out_a_duplicate_until_freed(
     from lpfl.flower.roster import Roster
 
     grid = FakeGrid(4)
-    grid.contexts[2] = _node_context(2, 0, 4)  # claims node 1's partition
-    grid.contexts[3] = _node_context(3, 7, 4)  # outside [0, 4)
-    grid.contexts[4] = _node_context(4, 3, 5)  # its data cut for a 5-client run
+    grid.contexts[2] = node_context(2, 0, 4)  # claims node 1's partition
+    grid.contexts[3] = node_context(3, 7, 4)  # outside [0, 4)
+    grid.contexts[4] = node_context(4, 3, 5)  # its data cut for a 5-client run
     roster = Roster(4)
     roster.learn(grid, [1, 2, 3, 4], timeout=5)
     assert roster.clients([1, 2, 3, 4]) == {0: 1}
@@ -567,7 +477,9 @@ def test_strategy_aggregation_called_directly(tmp_path) -> None:
         cfg, build_model("mlp", 1, 8, 10), setup.algorithm(cfg), torch.Generator().manual_seed(0)
     )
     recorder = Recorder(None, cfg.to_dict(), 1)
-    strategy = LowPrecisionStrategy(cfg, server, recorder, lambda _r: None, FlowerSettings(5))
+    strategy = LowPrecisionStrategy(
+        cfg, server, recorder, lambda _r: None, FlowerSettings(5), "run-a"
+    )
     grid = FakeGrid(3, corrupt=3)
     sent = list(strategy.configure_train(1, ArrayRecord(), None, grid))
     assert sorted(m.metadata.dst_node_id for m in sent) == [1, 2, 3]
@@ -586,3 +498,28 @@ def test_strategy_aggregation_called_directly(tmp_path) -> None:
     assert [(r["client"], r["reason"].split(":")[0]) for r in recorder.rejections] == [
         (2, "truncated payload")  # node 3 holds partition 2
     ]
+
+
+def test_replies_reach_the_server_in_client_order_whatever_order_they_arrive_in() -> None:
+    """Float sums depend on the order of their terms: aggregating in arrival order would
+    make a run's numbers depend on network timing."""
+    sent = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.TRAIN) for n in (5, 6, 7)]
+    for i, msg in enumerate(sent):
+        msg.metadata.__dict__["_message_id"] = f"m{i}"
+    answers = [
+        Message(
+            RecordDict(
+                {
+                    protocol.UPDATE_KEY: protocol.to_record(bytes([i])),
+                    protocol.METRICS_KEY: MetricRecord(
+                        {protocol.NUM_EXAMPLES: 10 + i, protocol.TRAIN_LOSS: 0.5}
+                    ),
+                }
+            ),
+            reply_to=msg,
+        )
+        for i, msg in enumerate(sent)
+    ]
+    got, dropped = replies.collect(1, sent, [2, 0, 1], reversed(answers), timeout=5)
+    assert [(r.client, r.num_samples) for r in got] == [(0, 11), (1, 12), (2, 10)]
+    assert dropped == []

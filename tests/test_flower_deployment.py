@@ -64,17 +64,29 @@ def _marked(prefix: str) -> list[int]:
     return pids
 
 
-def _kill_marked(prefix: str) -> None:
-    """SIGKILL every process marked ``prefix``, until none is left (they may spawn more)."""
+def _kill_marked(prefix: str, command: bytes = b"") -> None:
+    """SIGKILL every process marked ``prefix`` (whose command line holds ``command``),
+    until none is left (they may spawn more)."""
+
+    def found() -> list[int]:
+        return [p for p in _marked(prefix) if command in _command_line(p)]
+
     for _ in range(20):
-        pids = _marked(prefix)
+        pids = found()
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
-    raise RuntimeError(f"processes marked {prefix!r} survive SIGKILL: {_marked(prefix)}")
+    raise RuntimeError(f"processes marked {prefix!r} survive SIGKILL: {found()}")
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
 
 
 def _wait_for(condition, what: str, timeout: float = STARTUP_SECONDS):
@@ -144,7 +156,11 @@ class Federation:
         _wait_for(accepting, "SuperLink listening")
 
     def start_supernode(self, name: str, partition_id: int, num_partitions: int) -> None:
-        config = f"partition-id={partition_id} num-partitions={num_partitions}"
+        """A node keeping its optimizer state on disk, for runs that resume."""
+        state_dir = self.root / name / "state"
+        config = (
+            f"partition-id={partition_id} num-partitions={num_partitions} state-dir='{state_dir}'"
+        )
         self.start(
             name,
             "flower-supernode",
@@ -167,6 +183,13 @@ class Federation:
         """The node's machine dies: its SuperNode and all it spawned, without warning."""
         _kill_marked(f"{self.tag}/{name}")
         self.children[name].wait()
+
+    def kill_server_app(self) -> None:
+        """The ServerApp's process dies, as on a crash of the host it runs on; the
+        SuperLink and the nodes live on."""
+        _wait_for(lambda: any(b"flwr-serverapp" in _command_line(p) for p in
+                              _marked(f"{self.tag}/superlink")), "a ServerApp process")  # fmt: skip
+        _kill_marked(f"{self.tag}/superlink", b"flwr-serverapp")
 
     def close(self) -> None:
         _kill_marked(f"{self.tag}/")
@@ -230,12 +253,17 @@ def _update_bytes() -> int:
     return len(encode(setup.initial_model(cfg, torch.device("cpu")).state_dict(), cfg.uplink()))
 
 
-def test_deployment_learns_at_8_bits(federation: Federation, tmp_path: Path) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def three_rounds(federation: Federation, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The results of a 3-round run at 8 bits (what other tests compare against)."""
+    out = tmp_path_factory.mktemp("three-rounds")
     run = federation.flwr_run("run-all", dict(RUN, rounds=3, out=str(out), **{"round-timeout": 60}))
     _finish(federation, run, timeout=180)
+    return _results(out, federation)
 
-    results = _results(out, federation)
+
+def test_deployment_learns_at_8_bits(three_rounds: dict) -> None:
+    results = three_rounds
     assert results["config"]["bits"] == 8 and results["config"]["dataset"] == "digits"
     rounds = results["rounds"]
     assert [r["uploads"] for r in rounds] == [2, 2, 2] and not results["rejections"]
@@ -268,6 +296,39 @@ def test_deployment_carries_what_fedgen_and_splitmix_add_to_the_messages(
                                log=lambda _m: None)  # fmt: skip
     for key in ("bytes_up", "bytes_down"):
         assert [r[key] for r in rounds] == [getattr(r, key) for r in simulated.rounds]
+
+
+def test_a_killed_server_app_resumes_where_it_stopped(
+    federation: Federation, tmp_path: Path, three_rounds: dict
+) -> None:
+    """The ServerApp process is SIGKILLed mid-run; ``flwr run`` with resume=true on the
+    same nodes (which keep their optimizer state in a state-dir) finishes the run, and
+    its rounds equal those of a run that was never interrupted."""
+    overrides = dict(RUN, rounds=3, **{"round-timeout": 60, "checkpoint-every": 1})
+    cut = tmp_path / "cut"
+    run = federation.flwr_run("run-cut", dict(overrides, out=str(cut)))
+
+    def round_one_done() -> bool:
+        metrics = cut / "metrics.csv"
+        return metrics.exists() and metrics.read_text().count("\n") >= 2
+
+    _wait_for(round_one_done, "round 1", timeout=120)
+    federation.kill_server_app()
+    run.kill()
+    run.wait()
+    assert json.loads((cut / "results.json").read_text())["status"] == "running"  # no goodbye
+    resumed = federation.flwr_run("run-resumed", dict(overrides, out=str(cut), resume=True))
+    _finish(federation, resumed, timeout=180)
+
+    results = _results(cut, federation)
+    keys = ("round", "uploads", "bytes_up", "bytes_down", "test_accuracy", "test_loss",
+            "train_loss")  # fmt: skip
+    assert [{k: r[k] for k in keys} for r in results["rounds"]] == [
+        {k: r[k] for k in keys} for r in three_rounds["rounds"]
+    ]
+    [first, second] = results["sessions"]
+    assert first["first_round"] == 1 and 2 <= second["first_round"] <= 3
+    assert not (cut / "checkpoint.pt").exists()
 
 
 def test_round_completes_when_a_supernode_dies(federation: Federation, tmp_path: Path) -> None:

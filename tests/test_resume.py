@@ -60,6 +60,8 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     assert (crashed / "checkpoint.pt").exists()
 
     power_back()
+    with pytest.raises(ConfigError, match="unfinished run; continue it with `lpfl run --resume"):
+        run_simulation(cfg, **quiet)  # a fresh start would write over the resumable run
     assert cli.main(["run", "--resume", str(crashed), "--quiet"]) == 0
     resumed, rows = _rounds(crashed)
     assert resumed["status"] == "completed"

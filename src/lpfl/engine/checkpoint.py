@@ -2,7 +2,8 @@
 
 Global model, per-client optimizer state, every RNG the round loop draws from, and
 the metrics so far. Resuming from it gives the same rounds as a run that was never
-interrupted.
+interrupted. A Flower server's checkpoint holds no client state (its nodes keep
+their own), so each runtime continues only the checkpoints it made.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Any
 
 import torch
 
+from ..config import ConfigError
+
 FILENAME = "checkpoint.pt"
+HOW_TO_RESUME = {
+    "simulator": "`lpfl run --resume DIR`",
+    "flower": "`flwr run` with the same run config plus resume=true",
+}
 
 
 def save(directory: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -30,6 +37,37 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> di
         raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
     # The file holds RNG states and nested dicts, not just tensors; it is our own output.
     return torch.load(path, map_location=device, weights_only=False)
+
+
+def load_for_resume(
+    directory: str | os.PathLike | None, device: torch.device, runtime: str, flag: str
+) -> dict[str, Any]:
+    """The checkpoint ``runtime`` ("simulator" or "flower") continues a run from; a
+    missing one, or one the other runtime made, is a ConfigError naming ``flag``."""
+    if not directory:
+        raise ConfigError(f"{flag}: needs the run's folder (out)")
+    try:
+        state = load(directory, device)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    made_by = state.get("runtime", "simulator")  # checkpoints before Flower's name none
+    if made_by != runtime:
+        raise ConfigError(
+            f"{flag}: the checkpoint in {directory} was made by the {made_by} runtime; "
+            f"continue it with {HOW_TO_RESUME[made_by]}"
+        )
+    return state
+
+
+def refuse_fresh_start(directory: str | os.PathLike | None, flag: str) -> None:
+    """A new run must not write over an unfinished one that could still be resumed."""
+    if not directory or not (Path(directory) / FILENAME).exists():
+        return
+    made_by = load(directory).get("runtime", "simulator")
+    raise ConfigError(
+        f"{flag}: {directory} holds the checkpoint of an unfinished run; continue it with "
+        f"{HOW_TO_RESUME[made_by]}, or delete {Path(directory) / FILENAME} to start afresh"
+    )
 
 
 def remove(directory: str | os.PathLike) -> None:

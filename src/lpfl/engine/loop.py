@@ -59,15 +59,6 @@ def run_simulation(
         return _run(cfg, device, progress, log, label, on_upload, resume)
 
 
-def _checkpoint(cfg: RunConfig, device: torch.device) -> dict:
-    if not cfg.out:
-        raise ConfigError("--resume: needs the run's folder (--out)")
-    try:
-        return checkpoint.load(cfg.out, device)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"--resume: {exc}") from None
-
-
 def _engine(cfg: RunConfig, wanted: str, ckpt: dict | None) -> str:
     """The engine to train with: a resumed run keeps the one its checkpoint was made with.
 
@@ -126,7 +117,11 @@ def _run(
     algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    ckpt = _checkpoint(cfg, device) if resume else None
+    if resume:
+        ckpt = checkpoint.load_for_resume(cfg.out, device, "simulator", "--resume")
+    else:
+        checkpoint.refuse_fresh_start(cfg.out, "--out")
+        ckpt = None
     engine = _engine(cfg, setup.engine_name(cfg, worker, algorithm), ckpt)
     if engine != cfg.engine:
         log(f"--engine {cfg.engine}: training clients with the {engine} engine")
@@ -155,6 +150,7 @@ def _run(
             cfg.out,
             {
                 "round": rnd,
+                "runtime": "simulator",
                 "engine": engine,
                 "history": recorder.state_dict(),
                 "server": server.state_dict(),

@@ -1,21 +1,22 @@
 """The Flower ClientApp: one lpfl client per SuperNode.
 
 The node's own config says which partition it holds (``partition-id``,
-``num-partitions``) and, optionally, where its data lies (``data-dir``) and what
-trains (``device``); everything else arrives with each message, so a node needs no
-copy of the experiment's settings. Training is :class:`LocalTrainer`'s, in low
-precision; the reply is the ``lpfl.wire`` payload the simulator's clients send.
+``num-partitions``) and, optionally, where its data lies (``data-dir``), what
+trains (``device``) and where it keeps its optimizer state so that a resumed run can
+continue it (``state-dir``, see node_state); everything else arrives with each
+message, so a node needs no copy of the experiment's settings. Training is
+:class:`LocalTrainer`'s, in low precision; the reply is the ``lpfl.wire`` payload the
+simulator's clients send.
 """
 
 from __future__ import annotations
 
-import io
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from ..algorithms import SUBMODEL_ALGORITHMS
@@ -26,45 +27,27 @@ from ..engine.submodel_trainer import by_global_name, gather_state
 from ..wire import decode, encode
 from . import protocol, settings
 from .local_data import load_partition
-from .settings import Plan
+from .node_state import OptimizerStore
+from .settings import Instructions
 
 app = ClientApp()
 
-_OPTIMIZER = "lpfl-optimizer"  # context.state key: the optimizer state kept between rounds
 
-
-def _setup(msg: Message, context: Context) -> tuple[RunConfig, int, int, ClientData, Plan | None]:
-    """The message's run config, its round, this node's partition id, its data, and the
-    sub-model the server planned for it (HeteroFL, SplitMix; else None)."""
+def _setup(msg: Message, context: Context) -> tuple[Instructions, int, ClientData]:
+    """What the message asks, this node's partition id, and its data."""
     node = context.node_config
     local: dict[str, Any] = {"data_dir": node.get("data-dir"), "device": node.get("device")}
-    cfg, server_round, plan = settings.from_record(msg.content[protocol.CONFIG_KEY], **local)
+    asked = settings.from_record(msg.content[protocol.CONFIG_KEY], **local)
     partition_id = int(node["partition-id"])
-    data = load_partition(cfg, partition_id, int(node["num-partitions"]))
-    device = resolve_device(cfg.device)
-    data = ClientData(data.x.to(device), data.y.to(device))
-    return cfg, server_round, partition_id, data, plan
+    data = load_partition(asked.cfg, partition_id, int(node["num-partitions"]))
+    device = resolve_device(asked.cfg.device)
+    return asked, partition_id, ClientData(data.x.to(device), data.y.to(device))
 
 
 def _generator(cfg: RunConfig, partition_id: int, server_round: int, device: torch.device):
     """Rounding and shuffling draws that differ per client and round yet replay exactly."""
     seed = int(np.random.SeedSequence([cfg.seed, partition_id, server_round]).generate_state(1)[0])
     return torch.Generator(device).manual_seed(seed)
-
-
-def _load_optimizer(context: Context) -> dict[str, dict]:
-    """The optimizer state this node kept, per global tensor name ({} before any)."""
-    if _OPTIMIZER not in context.state:
-        return {}
-    blob = context.state[_OPTIMIZER]["state"]
-    return torch.load(io.BytesIO(blob), weights_only=True)
-
-
-def _save_optimizer(context: Context, state: dict[str, dict]) -> None:
-    """Kept in the node's context so it survives between rounds and never leaves the node."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    context.state[_OPTIMIZER] = ConfigRecord({"state": buffer.getvalue()})
 
 
 def _server_side(state: dict) -> float:
@@ -76,7 +59,8 @@ def _server_side(state: dict) -> float:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train from the broadcast and reply with the wire-encoded model (errors become replies)."""
-    cfg, server_round, partition_id, data, plan = _setup(msg, context)
+    asked, partition_id, data = _setup(msg, context)
+    cfg, server_round, plan = asked.cfg, asked.server_round, asked.plan
     device = data.y.device
     algorithm = setup.algorithm(cfg, _server_side, device)
     if (cfg.algorithm in SUBMODEL_ALGORITHMS) != (plan is not None):
@@ -97,12 +81,14 @@ def train(msg: Message, context: Context) -> Message:
     names = [name for name, _ in model.named_parameters()]
     sources = plan.sources if plan is not None else {name: name for name in names}
     persist = cfg.optimizer_state == "persist"
-    kept = _load_optimizer(context) if persist else {}
+    store = OptimizerStore(context, asked.run_token, partition_id)
+    kept = store.load(server_round) if persist else {}
     start = decode(protocol.from_record(msg.content[protocol.MODEL_KEY]))
     opt_state = gather_state(kept, names, sources, trainer.optimizer)
     update, opt_state = trainer.train(partition_id, start, data, opt_state)
     if persist:
-        _save_optimizer(context, kept | by_global_name(opt_state, names, sources))
+        made = kept | by_global_name(opt_state, names, sources)
+        store.save(server_round, made, asked.checkpointed)
     metrics = {
         protocol.NUM_EXAMPLES: update.num_samples,
         protocol.TRAIN_LOSS: update.train_loss,
@@ -124,6 +110,7 @@ def partition(msg: Message, context: Context) -> Message:
     metrics = {
         protocol.PARTITION_ID: int(node["partition-id"]),
         protocol.NUM_PARTITIONS: int(node["num-partitions"]),
+        protocol.KEEPS_STATE: int(bool(node.get("state-dir"))),
     }
     return Message(RecordDict({protocol.METRICS_KEY: MetricRecord(metrics)}), reply_to=msg)
 
@@ -131,7 +118,8 @@ def partition(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Accuracy of the broadcast model on this node's own data: how well it fits each client."""
-    cfg, _, _, data, _ = _setup(msg, context)
+    asked, _, data = _setup(msg, context)
+    cfg = asked.cfg
     model = setup.new_model(cfg, data.y.device)
     model.load_state_dict(decode(protocol.from_record(msg.content[protocol.MODEL_KEY])))
     accuracy, loss = evaluate(model, data.x, data.y, partial(normalize, spec=DATASETS[cfg.dataset]))

@@ -21,7 +21,8 @@ NUM_EXAMPLES = "num-examples"
 TRAIN_LOSS = "train-loss"
 LABEL_COUNTS = "label-counts"  # samples per class, for FedGen and FedFTG's teachers
 PARTITION_ID = "partition-id"  # a node's answer to the server's QUERY: the data it holds,
-NUM_PARTITIONS = "num-partitions"  # and into how many parts it cut the training set
+NUM_PARTITIONS = "num-partitions"  # and into how many parts it cut the training set,
+KEEPS_STATE = "keeps-state"  # and whether its optimizer state outlives a Flower run
 ACCURACY = "accuracy"
 LOSS = "loss"
 

@@ -41,7 +41,8 @@ def collect(
     answers: Iterable[Message],
     timeout: float,
 ) -> tuple[list[ClientReply], list[Rejection]]:
-    """The replies to hand to the server, and the clients dropped before it saw them.
+    """The replies to hand to the server, in client order, and the clients dropped
+    before it saw them.
 
     ``sent`` are the messages as the Grid sent them (it gives each its id), ``clients``
     the partition each went to: clients are named by the data they hold, as in the
@@ -71,4 +72,6 @@ def collect(
     ]
     for r in dropped:
         log.warning("round %d: client %d dropped: %s", round_, r.client, r.reason)
-    return replies, dropped
+    # In client order, as the simulator's: float sums depend on the order of their terms,
+    # and replies arrive in whatever order the network delivers them.
+    return sorted(replies, key=lambda r: r.client), dropped

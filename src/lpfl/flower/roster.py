@@ -4,7 +4,9 @@ Flower names nodes by random ids; lpfl names clients by the partition they hold,
 simulator does. Knowing it lets the server sample clients exactly as the simulator
 samples them, record results by client, and (HeteroFL, SplitMix) plan each client's
 sub-model from its width budget before sending it. A node is asked once, the first
-round it is seen, with a QUERY message its ClientApp answers from its node config.
+round it is seen, with a QUERY message its ClientApp answers from its node config;
+the answer also says whether the node keeps its optimizer state on disk, which a
+resumed run needs to continue it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Roster:
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
         self.client_of: dict[int, int] = {}  # node id -> partition id
+        self.durable: set[int] = set()  # nodes whose optimizer state outlives a Flower run
 
     def learn(self, grid: Grid, nodes: Sequence[int], timeout: float) -> None:
         """Ask the nodes not known yet which partition they hold.
@@ -62,6 +65,8 @@ class Roster:
                 log.warning("node %d left out: cannot tell its partition: %s", node, exc)
                 continue
             self.client_of[node] = part
+            if metrics.get(protocol.KEEPS_STATE):
+                self.durable.add(node)
 
     def clients(self, nodes: Sequence[int]) -> dict[int, int]:
         """Partition id -> node id, for the given nodes whose partition is known."""

@@ -2,13 +2,17 @@
 
 It builds what the simulator builds (data, initial model, ABAvg's validation split,
 ``Server``, ``Recorder``), waits for the federation to fill, and lets Flower's
-``Strategy.start`` drive the rounds through ``LowPrecisionStrategy``.
+``Strategy.start`` drive the rounds through ``LowPrecisionStrategy``. With ``resume``
+it first restores the server's side of the run checkpointed in ``out`` (global
+model, server optimizer and algorithm state, sampling and rounding streams, the
+rounds recorded); the nodes keep theirs (see node_state).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from functools import partial
 
@@ -16,9 +20,9 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
-from ..engine import DivergenceError, Recorder, resolve_device, setup
+from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
 from ..wire import fp32_bytes
 from .settings import FlowerSettings
 from .strategy import LowPrecisionStrategy
@@ -26,6 +30,7 @@ from .strategy import LowPrecisionStrategy
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
+_HOST_LOCAL = ("out", "data_dir", "device")  # may change when a run resumes elsewhere
 
 
 def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
@@ -36,6 +41,18 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
             raise TimeoutError(f"only {len(nodes)} of {count} nodes connected within {timeout} s")
         time.sleep(_POLL_SECONDS)
     return nodes
+
+
+def check_same_run(saved: dict, cfg: RunConfig) -> None:
+    """A resumed run must be the run that was checkpointed: refuse other settings."""
+    now = cfg.to_dict()
+    changed = [k for k in now if k not in _HOST_LOCAL and saved.get(k) != now[k]]
+    if changed:
+        shown = ", ".join(f"{k} = {now[k]!r} here, {saved.get(k)!r} there" for k in changed[:3])
+        raise ConfigError(
+            f"resume: the run config differs from the checkpointed run's ({shown}); a "
+            "resumed run keeps its settings: pass the ones it started with (results.json)"
+        )
 
 
 def run_rounds(
@@ -58,8 +75,21 @@ def run_rounds(
     score = setup.scorer(setup.new_model(cfg, device), x_val, y_val, norm)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     server = setup.server(cfg, model, setup.algorithm(cfg, score, device), generator)
+    if flower.resume:
+        ckpt = checkpoint.load_for_resume(cfg.out, device, "flower", "resume")
+    else:
+        checkpoint.refuse_fresh_start(cfg.out, "out")
+        ckpt = None
+    done, history, token = 0, None, uuid.uuid4().hex  # the token names this lpfl run to nodes
+    if ckpt is not None:
+        check_same_run(ckpt["config"], cfg)
+        done, history, token = ckpt["round"], ckpt["history"], ckpt["run_token"]
+        server.load_state_dict(ckpt["server"])
+        generator.set_state(ckpt["torch_generator"])
+        log_line(f"resuming after round {done} of {cfg.rounds} (Flower counts this run's "
+                 f"rounds from 1)")  # fmt: skip
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
-    recorder = Recorder(cfg.out, config, fp32_bytes(server.model))
+    recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history)
 
     def evaluate(rnd: int) -> tuple[float, float] | None:
         if rnd % cfg.eval_every and rnd != cfg.rounds:
@@ -68,21 +98,43 @@ def run_rounds(
         log_line(f"round {rnd}: accuracy {evaluated[0]:.4f}, loss {evaluated[1]:.4f}")
         return evaluated
 
-    strategy = LowPrecisionStrategy(cfg, server, recorder, evaluate, flower)
+    def save(rnd: int) -> None:
+        checkpoint.save(
+            cfg.out,
+            {
+                "round": rnd,
+                "runtime": "flower",
+                "config": cfg.to_dict(),
+                "run_token": token,
+                "history": recorder.state_dict(),
+                "server": server.state_dict(),
+                "numpy_rng": strategy.rng.bit_generator.state,
+                "torch_generator": generator.get_state(),
+            },
+        )
+
+    saving = save if cfg.out and cfg.checkpoint_every else None
+    strategy = LowPrecisionStrategy(cfg, server, recorder, evaluate, flower, token, saving, done)
+    if ckpt is not None:
+        strategy.rng.bit_generator.state = ckpt["numpy_rng"]
     wait_for_nodes(grid, cfg.clients, flower.round_timeout)
     try:
         strategy.start(
             grid,
             ArrayRecord(torch_state_dict=server.model),
-            num_rounds=cfg.rounds,
+            num_rounds=cfg.rounds - done,
             timeout=flower.round_timeout,
             evaluate_fn=strategy.evaluate_fn,
         )
     except DivergenceError as exc:
         recorder.finish("diverged", str(exc))
+        if cfg.out:
+            checkpoint.remove(cfg.out)
         raise
     except BaseException as exc:  # a bug or an interrupt: say so in results.json, keep rounds
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
     recorder.finish()
+    if cfg.out:
+        checkpoint.remove(cfg.out)
     return recorder

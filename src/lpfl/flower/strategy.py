@@ -7,7 +7,10 @@ format (FedGen's generator beside it), decode and check each reply (a malformed 
 missing one, or one without the per-class counts FedGen and FedFTG need, is rejected
 and logged, the round goes on), aggregate in float32 and step the moving average or server
 optimizer (``engine.Server``, imported, not copied), then evaluate on the server's
-test set and record the round in the ``lpfl run`` results schema. The ArrayRecords
+test set and record the round in the ``lpfl run`` results schema (and, every
+``checkpoint-every`` rounds, a checkpoint a resumed run continues from). A resumed run
+is a new Flower run, whose rounds Flower counts from 1 again; the hooks add the rounds
+done before it, so nodes, records and checkpoints see lpfl's round. The ArrayRecords
 Flower passes around carry the float32 global model for Flower's own bookkeeping;
 what travels to the nodes is always lpfl's wire bytes.
 """
@@ -34,6 +37,7 @@ from .settings import FlowerSettings
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[int], tuple[float, float] | None]  # round -> (accuracy, loss) or skipped
+Save = Callable[[int], None]  # writes the checkpoint of the round just recorded
 
 
 class LowPrecisionStrategy(Strategy):
@@ -44,11 +48,19 @@ class LowPrecisionStrategy(Strategy):
         recorder: Recorder,
         evaluate: Evaluate,
         flower: FlowerSettings,
+        run_token: str,
+        save: Save | None = None,
+        done: int = 0,
     ) -> None:
+        """``save`` (None: no checkpoints) is called every ``checkpoint_every`` rounds;
+        ``done`` rounds were run before this Flower run (a resumed run's)."""
         self.cfg, self.server, self.recorder = cfg, server, recorder
         self.evaluate, self.flower = evaluate, flower
+        self.run_token, self.save, self.done = run_token, save, done
+        self.checkpointed = done  # the last round a checkpoint holds
         self.rng = np.random.default_rng(cfg.seed)  # client sampling, as in the simulator
         self.roster = Roster(cfg.clients)
+        self._warned: set[int] = set()  # resumed clients told to have restarted their state
         self._sent: list[Message] = []
         self._clients: list[int] = []  # the partition each sent message went to
         self._bytes_down = 0
@@ -66,12 +78,14 @@ class LowPrecisionStrategy(Strategy):
         (with every node connected, the same ones); each gets the broadcast, or for
         HeteroFL/SplitMix its own slice of it and the plan to train it."""
         self._tic = time.perf_counter()
+        rnd = server_round + self.done
         connected = sorted(grid.get_node_ids())
         self.roster.learn(grid, connected, self.flower.round_timeout)
         node_of = self.roster.clients(connected)  # partition id -> node id
         clients = sorted(node_of)
         k = min(self.cfg.clients_per_round, len(clients))
         sampled = [clients[i] for i in sorted(self.rng.choice(len(clients), k, replace=False))]
+        self._warn_restarted(rnd, [c for c in sampled if node_of[c] not in self.roster.durable])
         self._broadcast = self.server.broadcast()
         self._inputs = self.server.client_inputs()
         payloads = self._payloads(sampled)
@@ -85,7 +99,7 @@ class LowPrecisionStrategy(Strategy):
         self._sent = []
         for client, payload in zip(sampled, payloads, strict=True):
             model = broadcast if payload is self._broadcast else protocol.to_record(payload)
-            config_ = self._config(client, server_round)
+            config_ = self._config(client, rnd)
             content = RecordDict({protocol.MODEL_KEY: model, protocol.CONFIG_KEY: config_, **extra})
             train = MessageType.TRAIN  # the Grid gives these very objects their ids
             self._sent.append(Message(content, dst_node_id=node_of[client], message_type=train))
@@ -103,8 +117,23 @@ class LowPrecisionStrategy(Strategy):
             submodels.plan(client)
         return [self.server.submodel_payload(client, start) for client in sampled]
 
-    def _config(self, client: int, server_round: int) -> ConfigRecord:
-        record = settings.to_record(self.cfg, server_round)
+    def _warn_restarted(self, rnd: int, clients: list[int]) -> None:
+        """A resumed run's nodes without a ``state-dir`` lost their optimizer state with
+        the Flower run that crashed; say so once per client, as it changes the rounds."""
+        fresh = [c for c in clients if c not in self._warned]
+        if not self.done or self.cfg.optimizer_state != "persist" or not fresh:
+            return
+        self._warned.update(fresh)
+        log.warning(
+            "round %d: resumed clients %s keep no optimizer state on disk (no state-dir in "
+            "their node config): they restart it, so these rounds differ from an "
+            "uninterrupted run's", rnd, fresh,
+        )  # fmt: skip
+
+    def _config(self, client: int, rnd: int) -> ConfigRecord:
+        # Without checkpoints no round is ever replayed: a node keeps its newest state only.
+        checkpointed = self.checkpointed if self.save is not None else rnd
+        record = settings.to_record(self.cfg, rnd, self.run_token, checkpointed)
         if self.server.submodels is not None:
             settings.add_plan(record, self.server.submodels.plans[client])
         return record
@@ -112,13 +141,14 @@ class LowPrecisionStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies_: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        rnd = server_round + self.done
         uploads, dropped = replies.collect(
-            server_round, self._sent, self._clients, replies_, self.flower.round_timeout
+            rnd, self._sent, self._clients, replies_, self.flower.round_timeout
         )
         self._uploads = uploads
-        self._rejected = dropped + self.server.update(server_round, uploads)
+        self._rejected = dropped + self.server.update(rnd, uploads)
         for r in self._rejected:
-            self.recorder.reject(server_round, r.client, r.reason)
+            self.recorder.reject(rnd, r.client, r.reason)
         metrics = MetricRecord({"uploads": len(uploads), "rejected": len(self._rejected)})
         return ArrayRecord(torch_state_dict=self.server.model), metrics
 
@@ -127,10 +157,11 @@ class LowPrecisionStrategy(Strategy):
     ) -> Iterable[Message]:
         """Client-side evaluation only every ``client-eval-every`` rounds (0: never)."""
         self._on_clients = None
+        rnd = server_round + self.done
         every = self.flower.client_eval_every
-        if not every or server_round % every:
+        if not every or rnd % every:
             return []
-        return evaluation_messages(grid, self.server.model, self.cfg, server_round)
+        return evaluation_messages(grid, self.server.model, self.cfg, rnd)
 
     def aggregate_evaluate(
         self, server_round: int, replies_: Iterable[Message]
@@ -138,22 +169,27 @@ class LowPrecisionStrategy(Strategy):
         answers = list(replies_)
         if not answers:
             return None
-        self._on_clients = weighted(answers, server_round)
+        self._on_clients = weighted(answers, server_round + self.done)
         if self._on_clients is None:
             return None
         return MetricRecord({"accuracy": self._on_clients[0], "loss": self._on_clients[1]})
 
     def evaluate_fn(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        """The round's last step: server-side test evaluation, then the round's record."""
+        """The round's last step: server-side test evaluation, the round's record, and
+        every ``checkpoint_every`` rounds a checkpoint."""
         if server_round == 0:  # Flower asks about the initial model too; the simulator does not
             return None
-        evaluated = self.evaluate(server_round)
+        rnd = server_round + self.done
+        evaluated = self.evaluate(rnd)
         metrics = setup.round_metrics(
-            server_round, evaluated, time.perf_counter() - self._tic, len(self._sent),
+            rnd, evaluated, time.perf_counter() - self._tic, len(self._sent),
             self._uploads, len(self._rejected), self._broadcast, on_clients=self._on_clients,
             bytes_down=self._bytes_down,
         )  # fmt: skip
         self.recorder.record(metrics)
+        if self.save is not None and rnd % self.cfg.checkpoint_every == 0:
+            self.save(rnd)
+            self.checkpointed = rnd
         if evaluated is None:
             return None
         return MetricRecord({"accuracy": evaluated[0], "loss": evaluated[1]})
