@@ -21,6 +21,7 @@ HOW_TO_RESUME = {
     "simulator": "`lpfl run --resume DIR`",
     "flower": "`flwr run` with the same run config plus resume=true",
 }
+FLAGS = {"simulator": ("--resume", "--out"), "flower": ("resume", "out")}  # as users set them
 
 
 def save(directory: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -39,11 +40,23 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> di
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def load_for_resume(
+def for_run(
+    directory: str | os.PathLike | None, device: torch.device, runtime: str, resume: bool
+) -> dict[str, Any] | None:
+    """The checkpoint a ``runtime`` ("simulator" or "flower") run continues from when
+    it resumes, or None when it starts afresh; either way refused (ConfigError) where
+    it would lose or misread a run."""
+    resume_flag, out_flag = FLAGS[runtime]
+    if resume:
+        return _load_for_resume(directory, device, runtime, resume_flag)
+    _refuse_fresh_start(directory, out_flag)
+    return None
+
+
+def _load_for_resume(
     directory: str | os.PathLike | None, device: torch.device, runtime: str, flag: str
 ) -> dict[str, Any]:
-    """The checkpoint ``runtime`` ("simulator" or "flower") continues a run from; a
-    missing one, or one the other runtime made, is a ConfigError naming ``flag``."""
+    """A missing checkpoint, or one the other runtime made, cannot be continued."""
     if not directory:
         raise ConfigError(f"{flag}: needs the run's folder (out)")
     try:
@@ -59,7 +72,7 @@ def load_for_resume(
     return state
 
 
-def refuse_fresh_start(directory: str | os.PathLike | None, flag: str) -> None:
+def _refuse_fresh_start(directory: str | os.PathLike | None, flag: str) -> None:
     """A new run must not write over an unfinished one that could still be resumed."""
     if not directory or not (Path(directory) / FILENAME).exists():
         return

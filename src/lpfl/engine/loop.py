@@ -117,11 +117,7 @@ def _run(
     algorithm = setup.algorithm(cfg, score, device)
     server = setup.server(cfg, global_model, algorithm, generator)
     uplink = cfg.uplink()
-    if resume:
-        ckpt = checkpoint.load_for_resume(cfg.out, device, "simulator", "--resume")
-    else:
-        checkpoint.refuse_fresh_start(cfg.out, "--out")
-        ckpt = None
+    ckpt = checkpoint.for_run(cfg.out, device, "simulator", resume)
     engine = _engine(cfg, setup.engine_name(cfg, worker, algorithm), ckpt)
     if engine != cfg.engine:
         log(f"--engine {cfg.engine}: training clients with the {engine} engine")

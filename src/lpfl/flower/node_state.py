@@ -46,6 +46,8 @@ class OptimizerStore:
     def save(self, server_round: int, state: State, checkpointed: int) -> None:
         """Keep ``state`` as made in ``server_round``, and what a server resuming after
         round ``checkpointed`` could still ask for."""
+        # Read afresh, not kept from ``load``: training updates the loaded state's tensors
+        # in place, and the older states kept here must stay as they were made.
         kept = {r: s for r, s in self._read().items() if r < server_round}
         kept[server_round] = state
         if self.path is None:  # a context does not outlive its Flower run: nothing to replay

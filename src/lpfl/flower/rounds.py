@@ -24,13 +24,12 @@ from ..config import ConfigError, RunConfig
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
 from ..wire import fp32_bytes
-from .settings import FlowerSettings
+from .settings import HOST_LOCAL, FlowerSettings
 from .strategy import LowPrecisionStrategy
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
-_HOST_LOCAL = ("out", "data_dir", "device")  # may change when a run resumes elsewhere
 
 
 def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
@@ -44,9 +43,10 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 
 
 def check_same_run(saved: dict, cfg: RunConfig) -> None:
-    """A resumed run must be the run that was checkpointed: refuse other settings."""
+    """A resumed run must be the run that was checkpointed: refuse other settings (the
+    host-local ones may change, as a run may resume on another host)."""
     now = cfg.to_dict()
-    changed = [k for k in now if k not in _HOST_LOCAL and saved.get(k) != now[k]]
+    changed = [k for k in now if k not in HOST_LOCAL and saved.get(k) != now[k]]
     if changed:
         shown = ", ".join(f"{k} = {now[k]!r} here, {saved.get(k)!r} there" for k in changed[:3])
         raise ConfigError(
@@ -75,11 +75,7 @@ def run_rounds(
     score = setup.scorer(setup.new_model(cfg, device), x_val, y_val, norm)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     server = setup.server(cfg, model, setup.algorithm(cfg, score, device), generator)
-    if flower.resume:
-        ckpt = checkpoint.load_for_resume(cfg.out, device, "flower", "resume")
-    else:
-        checkpoint.refuse_fresh_start(cfg.out, "out")
-        ckpt = None
+    ckpt = checkpoint.for_run(cfg.out, device, "flower", flower.resume)
     done, history, token = 0, None, uuid.uuid4().hex  # the token names this lpfl run to nodes
     if ckpt is not None:
         check_same_run(ckpt["config"], cfg)

@@ -29,7 +29,7 @@ RESUME_KEY = "resume"
 
 # Where the data lies, where results go and what hardware trains are facts about one
 # host, so the server keeps them to itself; each node uses its own (see client_app).
-_HOST_LOCAL = ("data_dir", "out", "device")
+HOST_LOCAL = ("data_dir", "out", "device")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def to_record(
     values = {
         name.replace("_", "-"): value
         for name, value in cfg.to_dict().items()
-        if value is not None and name not in _HOST_LOCAL
+        if value is not None and name not in HOST_LOCAL
     }
     run = {ROUND_KEY: server_round, RUN_TOKEN_KEY: run_token, CHECKPOINTED_KEY: checkpointed}
     return ConfigRecord({**values, **run})
