@@ -8,8 +8,8 @@ Prints one JSON object; ratios are measured in the same process, one setting aft
 the other, so compare those rather than absolute times across machines. Each round's
 time is split into client training (``train``) and the rest (wire encoding, server
 aggregation, evaluation). On CUDA the ablations show what fused rounding and TF32
-tensor cores each buy, and what lpfl's own stacked rule for the input convolution buys
-over torch's grouped one (``models/input_conv.py``).
+tensor cores each buy, and what lpfl's own stacked rules for the input convolution and
+for pooling and GroupNorm + ReLU buy over torch's (``TORCH_RULES``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from provenance import provenance
 from torch import nn
 
@@ -30,6 +31,8 @@ from lpfl.cli import DEMO_SETTINGS
 from lpfl.config import make_config
 from lpfl.engine import client, run_simulation, vectorized
 from lpfl.models.input_conv import InputConv2d
+from lpfl.models.norm_relu import GroupNormReLU
+from lpfl.models.pool import AvgPool2x2
 
 # 8 bits rounds through the fused kernel, as a long run does by default on any device
 # (the first, compiling round is left out of the median and reported on its own).
@@ -51,15 +54,27 @@ ABLATIONS = {
 AUTOTUNED = {f"{name}_cudnn_benchmark": variant for name, variant in VARIANTS.items()}
 
 
+# On CUDA: lpfl's own rule for a layer over a stack of clients, each replaced by torch's
+# (run under vmap) to show what it buys: the input convolution (``models/input_conv.py``),
+# 2x2 average pooling (``models/pool.py``) and GroupNorm + ReLU (``models/norm_relu.py``).
+TORCH_RULES: dict[str, tuple[type[nn.Module], Callable]] = {
+    "grouped_input_conv": (InputConv2d, nn.Conv2d.forward),
+    "torch_pooling": (AvgPool2x2, lambda self, x: F.avg_pool2d(x, 2)),
+    "torch_norm_relu": (
+        GroupNormReLU,
+        lambda self, x: F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)),
+    ),
+}
+
+
 @contextmanager
-def grouped_input_conv() -> Iterator[None]:
-    """The input layer as torch maps ``nn.Conv2d`` (a grouped convolution), not lpfl's rule."""
-    forward = InputConv2d.forward
-    InputConv2d.forward = nn.Conv2d.forward  # type: ignore[method-assign]
+def torch_rule(layer: type[nn.Module], forward: Callable) -> Iterator[None]:
+    own = layer.forward
+    layer.forward = forward  # type: ignore[method-assign]
     try:
         yield
     finally:
-        InputConv2d.forward = forward  # type: ignore[method-assign]
+        layer.forward = own  # type: ignore[method-assign]
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -167,11 +182,12 @@ def main() -> None:
         spr["vectorized_8bit_ma"]["train"] / spr["vectorized_32bit"]["train"], 2
     )
     if on_cuda:
-        with grouped_input_conv():  # first: what lpfl's input-layer rule buys
-            spr["vectorized_8bit_ma_grouped_input_conv"] = measure(
-                base | VARIANTS["8bit_ma"] | {"engine": "vectorized"}, clock
-            )
-        save()
+        for name, (layer, forward) in TORCH_RULES.items():  # first: what lpfl's rules buy
+            with torch_rule(layer, forward):
+                spr[f"vectorized_8bit_ma_{name}"] = measure(
+                    base | VARIANTS["8bit_ma"] | {"engine": "vectorized"}, clock
+                )
+            save()
         for name, variant in ABLATIONS.items():
             spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
             save()

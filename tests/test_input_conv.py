@@ -52,7 +52,7 @@ def test_a_stack_of_clients_matches_mapped_torch_convolutions(kwargs, shared_inp
 
     for a, b in zip(run(ref), run(conv), strict=True):  # output, then x, weight, bias grads
         assert a.shape == b.shape
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.detach().abs().max()))
     assert stacked == [1]  # the stack took the batched path, once
 
 
@@ -69,3 +69,15 @@ def test_grouped_or_non_zero_padded_layers_are_refused():
         InputConv2d(4, 8, 3, groups=2)
     with pytest.raises(ValueError, match="zero padding"):
         InputConv2d(3, 8, 3, padding=1, padding_mode="reflect")
+
+
+UNEVEN = dict(stride=(2, 1), padding=(0, 2), dilation=(1, 3))
+
+
+@pytest.mark.parametrize("kwargs", [*SETTINGS, UNEVEN])
+def test_unfold_is_torchs_bit_for_bit(kwargs):
+    conv = nn.Conv2d(3, 8, (3, 2), **kwargs)
+    x = torch.randn(4, 3, 13, 11)
+    geometry = (conv.stride, conv.padding, conv.dilation)
+    expected = torch.nn.functional.unfold(x, (3, 2), conv.dilation, conv.padding, conv.stride)
+    assert torch.equal(input_conv._unfold(x, (3, 2), geometry), expected)

@@ -6,19 +6,23 @@ from torch import Tensor, nn
 
 from ..quant import ActQuant
 from .input_conv import InputConv2d
+from .norm_relu import GroupNormReLU
+from .pool import AvgPool2x2
 
 
 def _stage(in_ch: int, width: int, padding: int, first: bool) -> list[nn.Module]:
     # Rounding points where the reference puts them: after the conv, after norm+ReLU,
-    # after the pool. GroupNorm with one group per channel is the reference's "instance norm".
+    # after the pool. GroupNorm with one group per channel is the reference's "instance norm";
+    # it and the ReLU are one layer (fused on a GPU), and the Identity holds the ReLU's
+    # place so that parameter names stay those of the reference's layout (features.N.*).
     conv = InputConv2d if first else nn.Conv2d
     return [
         conv(in_ch, width, kernel_size=3, padding=padding),
         ActQuant(),
-        nn.GroupNorm(width, width, affine=True),
-        nn.ReLU(inplace=True),
+        GroupNormReLU(width),
+        nn.Identity(),
         ActQuant(),
-        nn.AvgPool2d(2),
+        AvgPool2x2(),
         ActQuant(),
     ]
 
