@@ -7,9 +7,9 @@
 Prints one JSON object; ratios are measured in the same process, one setting after
 the other, so compare those rather than absolute times across machines. Each round's
 time is split into client training (``train``) and the rest (wire encoding, server
-aggregation, evaluation). On CUDA the ablations show what fused rounding and TF32
-tensor cores each buy, and what lpfl's own stacked rules for the input convolution and
-for pooling and GroupNorm + ReLU buy over torch's (``TORCH_RULES``).
+aggregation, evaluation). On CUDA the ablations show what fused rounding, TF32 tensor
+cores and the fused GroupNorm + ReLU kernels each buy, and what lpfl's own stacked rules
+for the input convolution and for pooling buy over torch's (``TORCH_RULES``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from lpfl.cli import DEMO_SETTINGS
 from lpfl.config import make_config
 from lpfl.engine import client, run_simulation, vectorized
 from lpfl.models.input_conv import InputConv2d
-from lpfl.models.norm_relu import GroupNormReLU
 from lpfl.models.pool import AvgPool2x2
 
 # 8 bits rounds through the fused kernel, as a long run does by default on any device
@@ -46,6 +45,7 @@ CPU_VARIANTS = {"8bit_ma_eager": dict(VARIANTS["8bit_ma"], fused_quant="off")}
 ABLATIONS = {
     "8bit_ma_eager_rounding": dict(VARIANTS["8bit_ma"], fused_quant="off"),
     "8bit_ma_no_tf32": dict(VARIANTS["8bit_ma"], tf32="off"),
+    "8bit_ma_torch_norm_relu": dict(VARIANTS["8bit_ma"], fused_norm=False),
     "32bit_tf32": dict(VARIANTS["32bit"], tf32="on"),
 }
 # On CUDA: the vectorized rows again with cuDNN's autotuner on (lpfl leaves it off: it may
@@ -55,15 +55,11 @@ AUTOTUNED = {f"{name}_cudnn_benchmark": variant for name, variant in VARIANTS.it
 
 
 # On CUDA: lpfl's own rule for a layer over a stack of clients, each replaced by torch's
-# (run under vmap) to show what it buys: the input convolution (``models/input_conv.py``),
-# 2x2 average pooling (``models/pool.py``) and GroupNorm + ReLU (``models/norm_relu.py``).
+# (run under vmap) to show what it buys: the input convolution (``models/input_conv.py``)
+# and 2x2 average pooling (``models/pool.py``); GroupNorm + ReLU has a setting of its own.
 TORCH_RULES: dict[str, tuple[type[nn.Module], Callable]] = {
     "grouped_input_conv": (InputConv2d, nn.Conv2d.forward),
     "torch_pooling": (AvgPool2x2, lambda self, x: F.avg_pool2d(x, 2)),
-    "torch_norm_relu": (
-        GroupNormReLU,
-        lambda self, x: F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)),
-    ),
 }
 
 

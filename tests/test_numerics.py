@@ -138,3 +138,32 @@ def test_a_cpu_run_fuses_rounding_only_where_it_repays_the_compile(monkeypatch, 
     run_simulation(cfg, progress=False, log=lambda _m: None)
     assert seen == [fused, fused]
     assert not fused_enabled()  # the switch is restored after the run
+
+
+def test_fused_norm_switch_follows_the_setting_and_is_restored(monkeypatch):
+    """A run sets the stacked GroupNorm + ReLU path from --fused-norm around training."""
+    from lpfl.cli import build_parser
+    from lpfl.models import norm_relu
+
+    seen = []
+    with numerics.fused_norm(False):
+        seen.append(norm_relu.FUSED["on"])
+        with numerics.fused_norm(True):
+            seen.append(norm_relu.FUSED["on"])
+        seen.append(norm_relu.FUSED["on"])
+    assert seen == [False, True, False] and norm_relu.FUSED["on"] is True
+    args = build_parser().parse_args(["run", "--no-fused-norm"])
+    assert args.fused_norm is False
+    assert make_config(fused_norm=False).fused_norm is False and make_config().fused_norm
+
+
+def test_a_run_trains_under_its_fused_norm_setting(monkeypatch):
+    from contextlib import nullcontext
+
+    from lpfl.engine import run_simulation
+
+    asked = []
+    monkeypatch.setattr(numerics, "fused_norm", lambda on: asked.append(on) or nullcontext())
+    cfg = make_config(dataset="digits", clients=4, participation=0.5, rounds=2, fused_norm=False)
+    run_simulation(cfg, progress=False, log=lambda _m: None)
+    assert asked == [False, False]  # once per round, around the clients' training

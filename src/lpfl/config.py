@@ -159,6 +159,11 @@ class RunConfig:
         "TF32 tensor cores for client training (auto: on CUDA at <= 12 bits, where exact)",
         ("auto", "on", "off"),
     )
+    fused_norm: bool = _opt(
+        True,
+        "on CUDA, GroupNorm + ReLU of a client stack as one Triton kernel each way "
+        "(off: torch's ops, which round the affine twice)",
+    )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     eval_quantized: bool = _opt(
         False, "also evaluate with the clients' activation rounding on (the reference's way)"

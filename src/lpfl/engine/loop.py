@@ -167,7 +167,7 @@ def _run(
             # Every sampled client receives the same bytes, and trains where the data lives.
             start = {name: t.to(device) for name, t in decode(broadcast).items()}
             replies, dropped = [], []
-            with numerics.tensor_cores(tf32):
+            with numerics.tensor_cores(tf32), numerics.fused_norm(cfg.fused_norm):
                 results = trainer.train_round(sampled, start, [clients[k] for k in sampled])
             updates = [r.state for r in results if not isinstance(r, Rejection)]
             payloads = iter(encode_many(updates, uplink))  # in the order of ``results``

@@ -1,4 +1,5 @@
-"""How the device does the arithmetic of a run: fused rounding kernels and TF32 tensor cores.
+"""How the device does the arithmetic of a run: fused rounding kernels, TF32 tensor cores
+and the fused GroupNorm + ReLU kernels.
 
 Neither changes what is computed beyond summation order and the stream the rounding
 noise comes from, which is why both may be on by default:
@@ -23,6 +24,10 @@ noise comes from, which is why both may be on by default:
   error below 2^-11, far under the 2^-(W-2) of the rounding that follows). At 32
   bits nothing is on a low-bit grid, so ``auto`` keeps full float32 there, and the
   full-precision server model is always evaluated in float32.
+- Fused GroupNorm + ReLU (``--fused-norm``, on by default) runs that pair of layers
+  over a stack of clients on CUDA as one Triton kernel each way
+  (``models/norm_relu.py``): float32 values that differ from torch's ops by rounding
+  (its affine is one multiply-add where torch rounds twice), 2-6x faster on the H200.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from contextlib import contextmanager
 import torch
 
 from ..config import RunConfig
+from ..models import norm_relu
 from ..quant.block import fused_enabled, use_fused
 
 TF32_MAX_BITS = 12  # W-1 significant bits fit TF32's 11 (10 stored + the implicit one)
@@ -72,3 +78,13 @@ def tensor_cores(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@contextmanager
+def fused_norm(enabled: bool) -> Iterator[None]:
+    before = norm_relu.FUSED["on"]
+    norm_relu.FUSED["on"] = enabled
+    try:
+        yield
+    finally:
+        norm_relu.FUSED["on"] = before

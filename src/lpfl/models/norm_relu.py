@@ -6,7 +6,7 @@ On the H200 the ConvNet's GroupNorm and ReLU over 32 clients took about 7.8 ms o
 client (the sequential engine, the server, any CPU run) gets torch's own ops and values:
 the layer only changes what a stack on CUDA runs, where the fused affine may put an
 output within an ulp of zero on the other side of the ReLU (see ``triton_norm.py``).
-``FUSED["on"] = False`` keeps torch's ops there too.
+``--no-fused-norm`` (``engine/numerics.py``) keeps torch's ops there too.
 """
 
 from __future__ import annotations

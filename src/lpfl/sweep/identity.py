@@ -11,6 +11,8 @@ config (every field, defaults included) minus the fields in ``NOT_IDENTITY``:
 - ``checkpoint_every``: how often progress is saved; a resumed run ends exactly as an
   uninterrupted one;
 - ``fused_quant``: the fused rounding kernel computes bit-identical values;
+- ``fused_norm``: the fused GroupNorm + ReLU kernels differ from torch's ops by float32
+  rounding, like a change of device;
 - ``engine``: both engines train the same clients on the same batches (with nearest
   rounding they agree to 1e-4); like a change of device, only the stochastic rounding's
   random draws differ, and ``auto`` picks a different engine on the CPU and on CUDA.
@@ -28,7 +30,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-NOT_IDENTITY = frozenset({"out", "device", "data_dir", "checkpoint_every", "fused_quant", "engine"})
+NOT_IDENTITY = frozenset(
+    {"out", "device", "data_dir", "checkpoint_every", "fused_quant", "fused_norm", "engine"}
+)
 HASH_CHARS = 12
 
 
