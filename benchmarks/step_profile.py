@@ -9,7 +9,10 @@ compiles and tunes, at 32 bits and at 8 bits with the moving average's settings 
 everything ``auto`` turns on there (fused rounding, TF32). Random uint8 images stand in
 for the data: what an op costs does not depend on the pixel values. Prints, per
 setting, the round's wall time and the ops that take the most device time (CPU time
-without a GPU), so the next speed-up can go where the time is.
+without a GPU), so the next speed-up can go where the time is; on a GPU also the ops
+that take the most host time: on the H200 an 8-bit round's kernels came to half its
+wall time once the stack rules landed (``results/gpu-h200-2026-11-27b``), so the host
+decides its speed there.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def main() -> None:
         print(f"wall {seconds:.3f} s under the profiler")
         table = prof.key_averages().table(sort_by=sort, row_limit=args.rows)
         print(table)
+        if cuda:  # a round whose kernels leave the GPU idle is bound by the host's work
+            print(f"\n### {label}: the same ops by host (CPU) time")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@
 #            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
 # The sweeps run on SHARDS processes (default 1: on an H200, 8 processes sharing the GPU
-# made 1.3 rounds/s against 1.5 for one alone) and start no run that would not end
-# inside the budget, judging the first by RUN_SECONDS (default 180: 200 FMNIST rounds at
-# the H200's 0.68 s, plus about 25 s of start-up); with both, table1 and methods split
-# what is left of the slot.
+# made 1.3 rounds/s against 1.5 for one alone; that was before commit 27f5bc6 left an
+# 8-bit round's GPU idle half the time, so 2 shards may now pay: not yet measured) and
+# start no run that would not end inside the budget, judging the first by RUN_SECONDS
+# (default 180: 200 FMNIST rounds at the H200's 0.68-0.74 s, plus about 25 s of
+# start-up); with both, table1 and methods split what is left of the slot.
 #
 # At most 8 files come back from a slot: these parts write 8 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every

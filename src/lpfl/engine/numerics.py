@@ -1,8 +1,9 @@
 """How the device does the arithmetic of a run: fused rounding kernels, TF32 tensor cores
 and the fused GroupNorm + ReLU kernels.
 
-Neither changes what is computed beyond summation order and the stream the rounding
-noise comes from, which is why both may be on by default:
+None of them changes what is computed beyond float32 rounding (summation order, a fused
+multiply-add) and the stream the rounding noise comes from, which is why all three may
+be on by default:
 
 - Fused rounding (``--fused-quant``) rounds each tensor in one or two kernels
   instead of a few dozen eager ops, with bit-identical values for the same noise:
