@@ -18,7 +18,10 @@ decides its speed there.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
+import io
+import pstats
 import sys
 import time
 from functools import partial
@@ -50,12 +53,29 @@ def one_round(cfg, device: torch.device, clients: int, samples: int):
     return lambda: trainer.train_round(list(range(clients)), start, data)
 
 
+def python_profile(train, cuda: bool, rows: int) -> str:
+    """cProfile of one round: which Python functions (lpfl's, torch's wrappers, Triton's
+    launcher) the host spends its time in, where torch's profiler sees only ops."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    train()
+    if cuda:
+        torch.cuda.synchronize()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(rows)
+    return text.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--samples", type=int, default=625, help="per client")
     parser.add_argument("--rows", type=int, default=25, help="ops listed per setting")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--python", action="store_true", help="also profile one round's Python functions"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -85,13 +105,22 @@ def main() -> None:
                 if cuda:
                     torch.cuda.synchronize()
             seconds = time.perf_counter() - tic
+            tic = time.perf_counter()
+            train()
+            if cuda:
+                torch.cuda.synchronize()
+            plain = time.perf_counter() - tic
+            python = python_profile(train, cuda, args.rows) if args.python else ""
         print(f"\n## {label}: one round of {args.clients} clients x {args.samples} samples")
-        print(f"wall {seconds:.3f} s under the profiler")
+        print(f"wall {seconds:.3f} s under the profiler, {plain:.3f} s without it")
         table = prof.key_averages().table(sort_by=sort, row_limit=args.rows)
         print(table)
         if cuda:  # a round whose kernels leave the GPU idle is bound by the host's work
             print(f"\n### {label}: the same ops by host (CPU) time")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+        if python:
+            print(f"\n### {label}: Python functions by own time over one more round")
+            print(python)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@
 #   bench    engine speed in the paper's setting, BENCH_DATASETS (default: cifar10
 #            fmnist), GPU ablations after the engine pairs (issue 3): OUT/engine-speed-*.json;
 #            SEQUENTIAL_ROUNDS=0 leaves the sequential engine out (about 60 s a dataset)
-#   profile  one vectorized round, op by op, at 32 and 8 bits (OUT/step-profile.txt)
+#   profile  one vectorized round, op by op (device and host time) and by Python function,
+#            at 32 and 8 bits (OUT/step-profile.txt)
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
 #            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
@@ -129,7 +130,7 @@ fi
 
 if want profile; then
     log "profile of one vectorized round"
-    timeout "$(cap 90)" $py benchmarks/step_profile.py >"$out/step-profile.txt" 2>&1 ||
+    timeout "$(cap 120)" $py benchmarks/step_profile.py --python >"$out/step-profile.txt" 2>&1 ||
         log "step profile: exit $?"
 fi
 
