@@ -142,15 +142,21 @@ def tile_shape(c: int) -> tuple[int, int]:
     return max(1, TILE // block_c), block_c
 
 
+def _cdiv(a: int, b: int) -> int:
+    """Ceiling division on the host: ``triton.cdiv`` is a JIT function, and calling one from
+    Python costs about 5 us, twice per rounding call (``benchmarks/host_overhead.py``)."""
+    return -(-a // b)
+
+
 def fits(rows: Tensor) -> bool:
     """Whether the kernels can take this tensor: int32 offsets and a grid's second axis."""
-    return rows.numel() < 2**31 and triton.cdiv(rows.shape[1], CHUNK) < 65536
+    return rows.numel() < 2**31 and _cdiv(rows.shape[1], CHUNK) < 65536
 
 
 def uniform(seed: Tensor, shape: tuple[int, ...]) -> Tensor:
     """The noise ``fake_quantize`` adds with this seed, element by element in memory order."""
     out = torch.empty(shape, dtype=torch.float32, device=seed.device)
-    _noise_kernel[(triton.cdiv(out.numel(), CHUNK),)](seed, out, out.numel(), BLOCK=CHUNK)
+    _noise_kernel[(_cdiv(out.numel(), CHUNK),)](seed, out, out.numel(), BLOCK=CHUNK)
     return out
 
 
@@ -178,14 +184,14 @@ def fake_quantize(
     if c <= TILE:
         amax = torch.empty(r, dtype=torch.int32, device=rows.device)
         block_r, block_c = tile_shape(c)
-        grid = (triton.cdiv(r, block_r),)
+        grid = (_cdiv(r, block_r),)
         _tile_kernel[grid](
             rows, key, out, amax, r, c, BITS=bits, STOCHASTIC=stochastic,
             BLOCK_R=block_r, BLOCK_C=block_c, enable_fp_fusion=False,
         )  # fmt: skip
     else:
         amax = torch.zeros(r, dtype=torch.int32, device=rows.device)  # atomic max starts at 0
-        grid = (r, triton.cdiv(c, CHUNK))
+        grid = (r, _cdiv(c, CHUNK))
         _row_max_kernel[grid](rows, amax, c, BLOCK=CHUNK)
         _apply_kernel[grid](
             rows, key, out, amax, c, BITS=bits, STOCHASTIC=stochastic, BLOCK=CHUNK,
