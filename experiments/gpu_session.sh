@@ -22,6 +22,8 @@
 #            SEQUENTIAL_ROUNDS=0 leaves the sequential engine out (about 60 s a dataset)
 #   profile  one vectorized round, op by op (device and host time) and by Python function,
 #            at 32 and 8 bits (OUT/step-profile.txt)
+#   graph    whether a CUDA graph of the vectorized step pays: captured vs eager ms per
+#            step, and replays equal to eager steps (benchmarks/graph_probe.py; log)
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
 #            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
@@ -132,6 +134,12 @@ if want profile; then
     log "profile of one vectorized round"
     timeout "$(cap 120)" $py benchmarks/step_profile.py --python >"$out/step-profile.txt" 2>&1 ||
         log "step profile: exit $?"
+fi
+
+if want graph; then
+    log "CUDA graph of the vectorized step"
+    timeout "$(cap 150)" $py benchmarks/graph_probe.py >>"$out/session.log" 2>&1 ||
+        log "graph probe: exit $?"
 fi
 
 sweeps=$( (want table1 && echo 1; want methods && echo 1) | wc -l)
