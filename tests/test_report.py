@@ -38,13 +38,17 @@ def runs(tmp_path_factory) -> Path:
     return root / "runs"
 
 
-def _expected(runs: Path, bits: int, ma: float) -> list[float]:
+def _by_seed(runs: Path, bits: int, ma: float) -> dict[int, float]:
     results = [json.loads(p.read_text()) for p in runs.glob("*/results.json")]
-    return [
-        100 * r["summary"]["final_accuracy_mean"]
+    return {
+        r["config"]["seed"]: 100 * r["summary"]["final_accuracy_mean"]
         for r in results
         if r["config"]["bits"] == bits and r["config"]["moving_average"] == ma
-    ]
+    }
+
+
+def _expected(runs: Path, bits: int, ma: float) -> list[float]:
+    return list(_by_seed(runs, bits, ma).values())
 
 
 def _table(md: Path) -> dict[str, dict[str, str]]:
@@ -83,6 +87,8 @@ def test_table1_cells_and_figures(runs, tmp_path, capsys):
     assert int(cell["n"]) == 3 and float(cell["mean"]) == pytest.approx(
         statistics.mean(_expected(runs, 8, 0.9)), abs=1e-3
     )
+    by_seed = _by_seed(runs, 8, 0.9)
+    assert cell["per_seed"] == ";".join(f"{s}:{by_seed[s]:.2f}" for s in sorted(by_seed))
     assert float(cells["32b no", "cifar10", "0.16"]["paper"]) == 71.9
 
 
