@@ -99,6 +99,27 @@ def test_resume_refuses_what_is_not_this_run_s_checkpoint(tmp_path) -> None:
         run_rounds(FakeGrid(4), sim_cfg, FlowerSettings(5, resume=True))
 
 
+def test_a_checkpoint_made_before_a_setting_existed_resumes_at_its_default(tmp_path) -> None:
+    """fused-norm came to lpfl after runs were checkpointed without it: they still resume."""
+    out = tmp_path / "run"
+    cfg = make_config(**RUN, out=str(out))
+    with pytest.raises(PowerCut):
+        run_rounds(FakeGrid(4, crash_in_round=3), cfg, FlowerSettings(5))
+    state = checkpoint.load(out)
+    del state["config"]["fused_norm"]
+    checkpoint.save(out, state)
+    run_rounds(FakeGrid(4), cfg, FlowerSettings(5, resume=True))
+    assert [r["round"] for r in _rounds(out)] == [1, 2, 3, 4, 5]
+    with pytest.raises(PowerCut):  # the default it stands for must still match
+        run_rounds(FakeGrid(4, crash_in_round=3), cfg, FlowerSettings(5))
+    state = checkpoint.load(out)
+    del state["config"]["fused_norm"]
+    checkpoint.save(out, state)
+    changed = make_config(**RUN, out=str(out), fused_norm=False)
+    with pytest.raises(ConfigError, match=r"differs .*fused_norm = False here, True there"):
+        run_rounds(FakeGrid(4), changed, FlowerSettings(5, resume=True))
+
+
 def _state(step: int) -> dict[str, dict]:
     return {"fc.weight": {"step": torch.tensor(float(step))}}
 

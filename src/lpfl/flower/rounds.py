@@ -20,7 +20,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, field_defaults
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
 from ..wire import fp32_bytes
@@ -44,7 +44,10 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 
 def check_same_run(saved: dict, cfg: RunConfig) -> None:
     """A resumed run must be the run that was checkpointed: refuse other settings (the
-    host-local ones may change, as a run may resume on another host)."""
+    host-local ones may change, as a run may resume on another host). A setting the
+    checkpoint does not name came to lpfl after it was made, and the run had its default,
+    as ``lpfl run --resume`` takes it."""
+    saved = field_defaults() | saved
     now = cfg.to_dict()
     changed = [k for k in now if k not in HOST_LOCAL and saved.get(k) != now[k]]
     if changed:
