@@ -31,14 +31,14 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from provenance import provenance
+from synthetic import random_clients, vectorized_trainer
 
 from lpfl.config import make_config
-from lpfl.data import DATASETS, normalize
-from lpfl.engine import numerics, setup
+from lpfl.data import DATASETS
+from lpfl.engine import numerics
 
 
 class Probe:
@@ -46,24 +46,18 @@ class Probe:
     ``self.index``, which a replay's caller refills, so a captured step sees new data."""
 
     def __init__(self, cfg, device: torch.device, clients: int, batch: int, samples: int):
-        torch.manual_seed(cfg.seed)
+        self.trainer, model = vectorized_trainer(cfg, device)
         spec = DATASETS[cfg.dataset]
-        model = setup.new_model(cfg, device)
-        algo = setup.algorithm(cfg, device=device)
-        gen = torch.Generator(device).manual_seed(cfg.seed)
-        norm = partial(normalize, spec=spec)
-        self.trainer = setup.trainer(cfg, model, algo, norm, gen, "vectorized")
-        names = [n for n, _ in model.named_parameters()]
+        image = (spec.channels, spec.size, spec.size)
+        data = random_clients(clients, samples, image, spec.num_classes, device)
+        self.x, self.y = torch.cat([d.x for d in data]), torch.cat([d.y for d in data])
         start = model.state_dict()
         self.params = {
-            n: start[n].unsqueeze(0).repeat(clients, *([1] * start[n].ndim)) for n in names
+            n: start[n].unsqueeze(0).repeat(clients, *([1] * start[n].ndim))
+            for n, _ in model.named_parameters()
         }
         self.state = self.trainer.stacked_optimizer.init_state(self.params)
         self.step_fn = self.trainer.stacked_optimizer.bind(self.params, self.state)
-        shape = (clients * samples, spec.channels, spec.size, spec.size)
-        self.x = torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=gen)
-        labels = (clients * samples,)
-        self.y = torch.randint(0, spec.num_classes, labels, device=device, generator=gen)
         self.weight = torch.ones(clients, batch, device=device)
         self.counts = torch.zeros(clients, spec.num_classes, device=device)
         self.index = torch.zeros(clients, batch, dtype=torch.long, device=device)
@@ -74,19 +68,14 @@ class Probe:
         """Client k's samples s*batch ... (wrapping), into the fixed index tensor."""
         offsets = torch.arange(self.clients, device=self.index.device).view(-1, 1) * self.samples
         within = torch.arange(self.batch, device=self.index.device) + s * self.batch
-        within = within % self.samples
-        self.index.copy_(offsets + within)
+        self.index.copy_(offsets + within % self.samples)
 
     def step(self) -> None:
-        t = self.trainer
-        idx = self.index
-        x = t.normalize(self.x[idx.flatten()]).unflatten(0, idx.shape)
-        y = self.y[idx]
-        drawn = t.algorithm.draw(y, self.counts, t.generator)  # FedAvg draws nothing
-        grads, _ = t._grad(self.params, x, y, self.weight, drawn)
-        t._round(grads, t.policy.grad)
-        self.step_fn(grads, self.active)
-        t._round(self.params, t.policy.weight)
+        """The engine's own step (``VectorizedTrainer._step``), on the fixed tensors."""
+        self.trainer._step(
+            self.params, self.step_fn, self.active, self.x, self.y, self.index, self.weight,
+            self.counts,
+        )  # fmt: skip
 
     def snapshot(self) -> list[torch.Tensor]:
         return [v.clone() for v in (*self.params.values(), *self.state.values())]

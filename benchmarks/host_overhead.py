@@ -26,10 +26,10 @@ import time
 
 import torch
 from provenance import provenance
+from synthetic import random_clients, vectorized_trainer
 from torch import Tensor
 
 from lpfl.config import make_config
-from lpfl.engine import ClientData, setup
 from lpfl.models.convnet import ConvNet
 from lpfl.quant import block, triton_round
 
@@ -46,19 +46,10 @@ def one_round(bits: int):
         dataset="cifar10", bits=bits, moving_average=0.9 if bits < 32 else 0.0,
         batch_size=BATCH, local_epochs=1, device="cpu",
     )  # fmt: skip
-    torch.manual_seed(0)
-    model = ConvNet(3, 8, 10, width=4)
-    algo = setup.algorithm(cfg, device=torch.device("cpu"))
-    gen = torch.Generator().manual_seed(0)
-    trainer = setup.trainer(cfg, model, algo, lambda x: x.float() / 255, gen, "vectorized")
-    samples = BATCH * STEPS
-    data = [
-        ClientData(
-            torch.randint(0, 256, (samples, 3, 8, 8), dtype=torch.uint8),
-            torch.randint(0, 10, (samples,)),
-        )
-        for _ in range(CLIENTS)
-    ]
+    cpu = torch.device("cpu")
+    tiny = ConvNet(3, 8, 10, width=4)
+    trainer, model = vectorized_trainer(cfg, cpu, tiny, lambda x: x.float() / 255)
+    data = random_clients(CLIENTS, BATCH * STEPS, (3, 8, 8), 10, cpu)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     return lambda: trainer.train_round(list(range(CLIENTS)), start, data)
 

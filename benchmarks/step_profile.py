@@ -24,31 +24,21 @@ import io
 import pstats
 import sys
 import time
-from functools import partial
 
 import torch
+from synthetic import random_clients, vectorized_trainer
 
 from lpfl.config import make_config
-from lpfl.data import DATASETS, normalize
-from lpfl.engine import ClientData, numerics, setup
+from lpfl.data import DATASETS
+from lpfl.engine import numerics
 
 
 def one_round(cfg, device: torch.device, clients: int, samples: int):
-    """A function that trains one round of ``clients`` clients, and the model's start."""
-    torch.manual_seed(cfg.seed)
-    model = setup.new_model(cfg, device)
-    algo = setup.algorithm(cfg, device=device)
-    gen = torch.Generator(device).manual_seed(cfg.seed)
+    """A function that trains one round of ``clients`` clients from the model's start."""
+    trainer, model = vectorized_trainer(cfg, device)
     spec = DATASETS[cfg.dataset]
-    trainer = setup.trainer(cfg, model, algo, partial(normalize, spec=spec), gen, "vectorized")
-    shape = (samples, spec.channels, spec.size, spec.size)
-    data = [
-        ClientData(
-            torch.randint(0, 256, shape, dtype=torch.uint8, device=device),
-            torch.randint(0, spec.num_classes, (samples,), device=device),
-        )
-        for _ in range(clients)
-    ]
+    image = (spec.channels, spec.size, spec.size)
+    data = random_clients(clients, samples, image, spec.num_classes, device)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     return lambda: trainer.train_round(list(range(clients)), start, data)
 

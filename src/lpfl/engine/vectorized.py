@@ -33,7 +33,7 @@ from ..quant import BlockFormat, quantize
 from ..quant.finite import finite_slices
 from .client import ClientTrainer
 from .messages import ClientData, Rejection
-from .stacked_optim import Stacked, build_stacked_optimizer
+from .stacked_optim import Stacked, Step, build_stacked_optimizer
 
 
 def _all_finite(tensors: Stacked) -> Tensor:
@@ -101,22 +101,33 @@ class VectorizedTrainer(ClientTrainer):
         step = self.stacked_optimizer.bind(params, state)
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for s, (idx, w) in enumerate(zip(index, weight, strict=True)):  # a batch per client
-                x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
-                y = y_all[idx]
-                drawn = self.algorithm.draw(y, counts, self.generator)
-                grads, (_, losses) = self._grad(params, x, y, w, drawn)
+                active = self._active(steps, s)
+                losses = self._step(params, step, active, x_all, y_all, idx, w, counts)
                 # A client whose loss turns NaN/Inf is rejected at the end, and its optimizer
                 # state is not kept. Its NaN cannot reach other clients: every rounding block
                 # and optimizer update stays inside one client's slice. Letting it train on
                 # spares every step a masked update, and the GPU a wait on the host.
                 failed |= ~losses.isfinite()
-                self._round(grads, self.policy.grad)
-                step(grads, self._active(steps, s))
-                self._round(params, self.policy.weight)
-                loss_sum += torch.where(failed, 0.0, losses.detach().double() * w.sum(1))
+                loss_sum += torch.where(failed, 0.0, losses.double() * w.sum(1))
         ok = _all_finite(params) & ~failed
         self._save_state(sampled, state, ok)
         return self._results(sampled, params, loss_sum / self.local_epochs, ok, counts, start)
+
+    def _step(
+        self, params: Stacked, step: Step, active: list[int], x_all: Tensor, y_all: Tensor,
+        idx: Tensor, w: Tensor, counts: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """One step of every client on the batch ``idx`` picks from the round's data: the
+        gradients rounded, the ``active`` clients stepped, the weights rounded back. Returns
+        the per-client task losses. ``benchmarks/graph_probe.py`` times this very step."""
+        x = self.normalize(x_all[idx.flatten()]).unflatten(0, idx.shape)
+        y = y_all[idx]
+        drawn = self.algorithm.draw(y, counts, self.generator)
+        grads, (_, losses) = self._grad(params, x, y, w, drawn)
+        self._round(grads, self.policy.grad)
+        step(grads, active)
+        self._round(params, self.policy.weight)
+        return losses
 
     @staticmethod
     def _active(steps: list[int], s: int) -> list[int]:
