@@ -7,9 +7,10 @@
 Prints one JSON object; ratios are measured in the same process, one setting after
 the other, so compare those rather than absolute times across machines. Each round's
 time is split into client training (``train``) and the rest (wire encoding, server
-aggregation, evaluation). On CUDA the ablations show what fused rounding, TF32 tensor
-cores and the fused GroupNorm + ReLU kernels each buy, and what lpfl's own stacked rules
-for the input convolution and for pooling buy over torch's (``TORCH_RULES``).
+aggregation, evaluation). On CUDA the ablations show what a CUDA graph of the step,
+fused rounding, TF32 tensor cores and the fused GroupNorm + ReLU kernels each buy, and
+what lpfl's own stacked rules for the input convolution and for pooling buy over
+torch's (``TORCH_RULES``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ VARIANTS = {
 }
 # On the CPU, both engines again with eager rounding (what a short run uses).
 CPU_VARIANTS = {"8bit_ma_eager": dict(VARIANTS["8bit_ma"], fused_quant="off")}
-# On CUDA: the 8-bit vectorized step without each speed-up, and 32 bits on TF32 for reference.
+# On CUDA: both settings with the step captured as a CUDA graph (``engine/step_graph.py``),
+# then the 8-bit vectorized step without each speed-up, and 32 bits on TF32 for reference.
 ABLATIONS = {
+    "8bit_ma_cuda_graph": dict(VARIANTS["8bit_ma"], cuda_graph=True),
+    "32bit_cuda_graph": dict(VARIANTS["32bit"], cuda_graph=True),
     "8bit_ma_eager_rounding": dict(VARIANTS["8bit_ma"], fused_quant="off"),
     "8bit_ma_no_tf32": dict(VARIANTS["8bit_ma"], tf32="off"),
     "8bit_ma_torch_norm_relu": dict(VARIANTS["8bit_ma"], fused_norm=False),
@@ -130,6 +134,11 @@ def main() -> None:
         help="measure each engine pair this many times, alternating, and report the median "
         "ratio (a shared CPU's speed drifts by tens of percent from minute to minute)",
     )  # fmt: skip
+    parser.add_argument(
+        "--gpu-rows",
+        help="comma-separated names of the CUDA-only rows to measure after the engine pairs "
+        "(default: all of TORCH_RULES, ABLATIONS and AUTOTUNED)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here after every measurement")
     args = parser.parse_args()
@@ -178,19 +187,39 @@ def main() -> None:
         spr["vectorized_8bit_ma"]["train"] / spr["vectorized_32bit"]["train"], 2
     )
     if on_cuda:
+        rows = set(args.gpu_rows.split(",")) if args.gpu_rows else None
+        unknown = (rows or set()) - {*TORCH_RULES, *ABLATIONS, *AUTOTUNED}
+        if unknown:
+            parser.error(f"unknown --gpu-rows {sorted(unknown)}")
+
+        def wanted(name: str) -> bool:
+            return rows is None or name in rows
+
+        def stacked(variant: dict) -> dict[str, float]:
+            return measure(base | variant | {"engine": "vectorized"}, clock)
+
         for name, (layer, forward) in TORCH_RULES.items():  # first: what lpfl's rules buy
+            if not wanted(name):
+                continue
             with torch_rule(layer, forward):
-                spr[f"vectorized_8bit_ma_{name}"] = measure(
-                    base | VARIANTS["8bit_ma"] | {"engine": "vectorized"}, clock
-                )
+                spr[f"vectorized_8bit_ma_{name}"] = stacked(VARIANTS["8bit_ma"])
             save()
         for name, variant in ABLATIONS.items():
-            spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
+            if wanted(name):
+                spr[f"vectorized_{name}"] = stacked(variant)
+                save()
+        if {"vectorized_8bit_ma_cuda_graph", "vectorized_32bit_cuda_graph"} <= spr.keys():
+            out["8bit_over_32bit_vectorized_train_cuda_graph"] = round(
+                spr["vectorized_8bit_ma_cuda_graph"]["train"]
+                / spr["vectorized_32bit_cuda_graph"]["train"],
+                2,
+            )
             save()
         torch.backends.cudnn.benchmark = True
         for name, variant in AUTOTUNED.items():
-            spr[f"vectorized_{name}"] = measure(base | variant | {"engine": "vectorized"}, clock)
-            save()
+            if wanted(name):
+                spr[f"vectorized_{name}"] = stacked(variant)
+                save()
         torch.backends.cudnn.benchmark = False
     print(json.dumps(out, indent=1))
 

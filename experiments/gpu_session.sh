@@ -14,6 +14,10 @@
 #            (OUT/stacked-conv.json), and pooling and GroupNorm over the stack, torch's
 #            vmap rules vs candidate formulations, a fused Triton GroupNorm + ReLU among
 #            them, its values checked first (benchmarks/fused_norm.py, stage_ops.py; log)
+#   graph    the engine with its step captured as a CUDA graph trains exactly as without
+#            (tests/cuda_graph_check.py), then whether it pays: captured vs eager ms per
+#            step (benchmarks/graph_probe.py; log); with CUDA_GRAPH=1, target and the sweeps
+#            use graphs only if the check passed
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1, at seed TARGET_SEED
 #            (default 0; another seed times the same work and adds a run to the table)
@@ -22,11 +26,11 @@
 #            SEQUENTIAL_ROUNDS=0 leaves the sequential engine out (about 60 s a dataset)
 #   profile  one vectorized round, op by op (device and host time) and by Python function,
 #            at 32 and 8 bits (OUT/step-profile.txt)
-#   graph    whether a CUDA graph of the vectorized step pays: captured vs eager ms per
-#            step, and replays equal to eager steps (benchmarks/graph_probe.py; log)
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
 #            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
+# CUDA_GRAPH=1 runs target and the sweeps with --cuda-graph; GPU_ROWS picks bench's CUDA-only
+# rows (engine_speed.py --gpu-rows; default all).
 # The sweeps run on SHARDS processes (default 1: on an H200, 8 processes sharing the GPU
 # made 1.3 rounds/s against 1.5 for one alone; that was before commit 27f5bc6 left an
 # 8-bit round's GPU idle half the time, so 2 shards may now pay: not yet measured) and
@@ -110,6 +114,22 @@ if want kernels; then
         log "stage ops: exit $?" # into the log: a slot returns at most 8 files
 fi
 
+if [[ ${CUDA_GRAPH:-0} == 1 ]]; then
+    base_extra+=$'\ncuda-graph = true'
+fi
+if want graph; then
+    log "the engine with CUDA graphs: values against eager steps"
+    timeout "$(cap 150)" $py tests/cuda_graph_check.py >>"$out/session.log" 2>&1
+    rc=$?
+    log "CUDA graph check: exit $rc"
+    if ((rc != 0)) && [[ ${CUDA_GRAPH:-0} == 1 ]]; then # no result may rest on a failed check
+        base_extra=${base_extra//$'\ncuda-graph = true'/}
+        log "target and sweeps run without CUDA graphs"
+    fi
+    timeout "$(cap 150)" $py benchmarks/graph_probe.py >>"$out/session.log" 2>&1 ||
+        log "graph probe: exit $?"
+fi
+
 if want target; then
     log "CIFAR-10, 200 rounds, 8 bits + moving average, alpha 0.04, seed ${TARGET_SEED:-0}"
     t0=$SECONDS
@@ -125,6 +145,7 @@ if want bench; then
         log "engine speed, $ds"
         timeout "$(cap "${BENCH_CAP:-150}")" $py benchmarks/engine_speed.py --paper "$ds" \
             --data-dir "$data" --rounds 6 --sequential-rounds "${SEQUENTIAL_ROUNDS:-3}" \
+            ${GPU_ROWS:+--gpu-rows "$GPU_ROWS"} \
             --json "$out/engine-speed-$ds.json" >/dev/null 2>>"$out/session.log" ||
             log "engine speed $ds: exit $?"
     done
@@ -134,12 +155,6 @@ if want profile; then
     log "profile of one vectorized round"
     timeout "$(cap 120)" $py benchmarks/step_profile.py --python >"$out/step-profile.txt" 2>&1 ||
         log "step profile: exit $?"
-fi
-
-if want graph; then
-    log "CUDA graph of the vectorized step"
-    timeout "$(cap 150)" $py benchmarks/graph_probe.py >>"$out/session.log" 2>&1 ||
-        log "graph probe: exit $?"
 fi
 
 sweeps=$( (want table1 && echo 1; want methods && echo 1) | wc -l)

@@ -164,6 +164,11 @@ class RunConfig:
         "on CUDA, GroupNorm + ReLU of a client stack as one Triton kernel each way "
         "(off: torch's ops, which round the affine twice)",
     )
+    cuda_graph: bool = _opt(
+        False,
+        "on CUDA, capture the vectorized engine's training step as a CUDA graph and replay "
+        "it (off: launch every kernel from Python)",
+    )
     eval_every: int = _opt(1, "evaluate the global model every N rounds (and at the last)")
     eval_quantized: bool = _opt(
         False, "also evaluate with the clients' activation rounding on (the reference's way)"

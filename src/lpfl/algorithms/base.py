@@ -31,6 +31,10 @@ class ClientUpdate:
 
 class Algorithm(Protocol):
     name: str
+    # Whether a client step reads only tensors that keep their memory from round to round
+    # (updated in place, if at all), so that a CUDA graph captured in one round replays
+    # correctly in the next (``engine/step_graph.py``).
+    graph_safe: bool
 
     def client_loss(
         self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None

@@ -19,6 +19,7 @@ WEIGHTINGS = ("mean", "weighted")
 
 class FedAvg:
     name = "fedavg"
+    graph_safe = True
 
     def __init__(self, weighting: str = "mean") -> None:
         if weighting not in WEIGHTINGS:

@@ -80,6 +80,8 @@ class FedGenOptions(Options):
 
 class FedGen(FedAvg):
     name = "fedgen"
+    # Its clients' regulariser weights decay every round, as numbers a captured step would keep.
+    graph_safe = False
 
     def __init__(
         self,

@@ -26,7 +26,12 @@ class FedProx(FedAvg):
         self.anchor: State = {}
 
     def begin_local_training(self, start: State) -> None:
-        self.anchor = {k: v.detach().float() for k, v in start.items()}
+        # Copied into the same tensors every round: a captured client step reads them there.
+        if self.anchor.keys() == start.keys():
+            for k, v in start.items():
+                self.anchor[k].copy_(v)
+        else:
+            self.anchor = {k: v.detach().float().clone() for k, v in start.items()}
 
     def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
         if not self.anchor:

@@ -36,6 +36,7 @@ from .evaluate import evaluate
 from .messages import ClientReply, DivergenceError
 from .recorder import RoundMetrics
 from .server import Server
+from .step_graph import CudaGraphs
 from .submodel_trainer import SubModelTrainer
 from .vectorized import VectorizedTrainer
 
@@ -201,6 +202,9 @@ def local_trainer(
 ) -> LocalTrainer | VectorizedTrainer:
     """A trainer of clients that all train ``model``'s architecture (a Flower node's
     HeteroFL/SplitMix sub-model is one such model: the server planned it)."""
+    graphs = {}
+    if engine_class is VectorizedTrainer and cfg.cuda_graph and generator.device.type == "cuda":
+        graphs = {"graphs": CudaGraphs(generator)}
     return engine_class(
         model,
         policy(cfg),
@@ -211,6 +215,7 @@ def local_trainer(
         cfg.batch_size,
         generator,
         persist=cfg.optimizer_state == "persist",
+        **graphs,
     )
 
 

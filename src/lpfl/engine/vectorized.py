@@ -34,6 +34,7 @@ from ..quant.finite import finite_slices
 from .client import ClientTrainer
 from .messages import ClientData, Rejection
 from .stacked_optim import Stacked, Step, build_stacked_optimizer
+from .step_graph import Capturer, StepGraph
 
 
 def _all_finite(tensors: Stacked) -> Tensor:
@@ -42,10 +43,17 @@ def _all_finite(tensors: Stacked) -> Tensor:
 
 
 class VectorizedTrainer(ClientTrainer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, graphs: Capturer | None = None, **kwargs: Any) -> None:
+        """``graphs``: capture the step where every client takes a batch and replay it
+        (``step_graph.py``), for algorithms whose client step allows it."""
         super().__init__(*args, **kwargs)
         spec = self.optimizer
         self.stacked_optimizer = build_stacked_optimizer(spec.name, spec.lr, spec.momentum)
+        self.graph = (
+            StepGraph(self._step, self.stacked_optimizer, graphs)
+            if graphs is not None and self.algorithm.graph_safe
+            else None
+        )
         model, algorithm = self.model, self.algorithm
         buffers = dict(model.named_buffers())
 
@@ -98,11 +106,26 @@ class VectorizedTrainer(ClientTrainer):
         loss_sum = torch.zeros(k, dtype=torch.float64, device=y_all.device)
         failed = torch.zeros(k, dtype=torch.bool, device=y_all.device)
         steps = [math.ceil(n / self.batch_size) for n in sizes]
-        step = self.stacked_optimizer.bind(params, state)
+        graph = self.graph
+        if graph is not None:  # the step runs on the graph's fixed tensors, this round's values
+            fixed = graph.load(params, state, x_all, y_all, counts, self.batch_size)
+            params, state, x_all, y_all, counts = (
+                fixed.params,
+                fixed.state,
+                fixed.x,
+                fixed.y,
+                fixed.counts,
+            )
+            step = fixed.step
+        else:
+            step = self.stacked_optimizer.bind(params, state)
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
             for s, (idx, w) in enumerate(zip(index, weight, strict=True)):  # a batch per client
                 active = self._active(steps, s)
-                losses = self._step(params, step, active, x_all, y_all, idx, w, counts)
+                if graph is not None and len(active) == k:
+                    losses = graph.step(idx, w)
+                else:
+                    losses = self._step(params, step, active, x_all, y_all, idx, w, counts)
                 # A client whose loss turns NaN/Inf is rejected at the end, and its optimizer
                 # state is not kept. Its NaN cannot reach other clients: every rounding block
                 # and optimizer update stays inside one client's slice. Letting it train on
@@ -111,6 +134,8 @@ class VectorizedTrainer(ClientTrainer):
                 loss_sum += torch.where(failed, 0.0, losses.double() * w.sum(1))
         ok = _all_finite(params) & ~failed
         self._save_state(sampled, state, ok)
+        if graph is not None:  # the graph's tensors take the next round's clients
+            params = {n: p.clone() for n, p in params.items()}
         return self._results(sampled, params, loss_sum / self.local_epochs, ok, counts, start)
 
     def _step(

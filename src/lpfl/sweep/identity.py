@@ -13,6 +13,7 @@ config (every field, defaults included) minus the fields in ``NOT_IDENTITY``:
 - ``fused_quant``: the fused rounding kernel computes bit-identical values;
 - ``fused_norm``: the fused GroupNorm + ReLU kernels differ from torch's ops by float32
   rounding, like a change of device;
+- ``cuda_graph``: a captured step replays the eager step's kernels on the same values;
 - ``engine``: both engines train the same clients on the same batches (with nearest
   rounding they agree to 1e-4); like a change of device, only the stochastic rounding's
   random draws differ, and ``auto`` picks a different engine on the CPU and on CUDA.
@@ -31,8 +32,11 @@ from collections.abc import Mapping
 from typing import Any
 
 NOT_IDENTITY = frozenset(
-    {"out", "device", "data_dir", "checkpoint_every", "fused_quant", "fused_norm", "engine"}
-)
+    {
+        "out", "device", "data_dir", "checkpoint_every", "fused_quant", "fused_norm",
+        "cuda_graph", "engine",
+    }
+)  # fmt: skip
 HASH_CHARS = 12
 
 

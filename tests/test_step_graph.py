@@ -1,0 +1,141 @@
+"""The captured step's bookkeeping: fixed tensors filled each round, full steps replayed,
+partial steps run eagerly, a new graph where a round outgrows the old one, and results
+that outlive the round. On the CPU a replay reruns the step (``Direct``); that the CUDA
+graph computes the eager step's values is checked on a GPU (``cuda_graph_check.py``)."""
+
+from __future__ import annotations
+
+import itertools
+from functools import partial
+
+import pytest
+import torch
+
+from lpfl.algorithms import FedAvg, FedProx
+from lpfl.cli import build_parser
+from lpfl.config import make_config
+from lpfl.data import DATASETS, load_dataset, normalize
+from lpfl.engine import ClientData, OptimizerSpec, VectorizedTrainer, setup
+from lpfl.engine.step_graph import WARMUP_STEPS, Direct
+from lpfl.models import build_model
+from lpfl.quant import PrecisionPolicy
+
+SPEC = DATASETS["digits"]
+
+
+class Counting(Direct):
+    def __init__(self) -> None:
+        self.warms = self.replays = 0
+
+    def warm(self, run):
+        self.warms += 1
+        return run()
+
+    def capture(self, run):
+        def replay():
+            self.replays += 1
+            return run()
+
+        return replay
+
+
+def _clients(sizes: tuple[int, ...]) -> list[ClientData]:
+    train, _ = load_dataset("digits")
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    bounds = torch.tensor((0, *sizes)).cumsum(0).tolist()
+    return [ClientData(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def _trainer(graphs, algorithm=None) -> VectorizedTrainer:
+    torch.manual_seed(0)
+    model = build_model("mlp", SPEC.channels, SPEC.size, SPEC.num_classes)
+    return VectorizedTrainer(
+        model, PrecisionPolicy.uniform(8, "stochastic"), algorithm or FedAvg(), OptimizerSpec(),
+        partial(normalize, spec=SPEC), 1, 16, torch.Generator().manual_seed(3), graphs=graphs,
+    )  # fmt: skip
+
+
+# Batch 16. Rounds of 3, 3, 4 and 3 full steps (every client has a batch), then partial
+# ones. The second round has less data than the first, the third more than the first
+# round's room (a new graph), the fourth fewer clients (another).
+SIZES = (64, 48, 50, 40, 90, 70)
+ROUNDS = [[0, 1, 2], [1, 2, 3], [0, 4, 5], [2, 3]]
+
+
+def _run(trainer: VectorizedTrainer, data: list[ClientData]) -> list[list]:
+    torch.manual_seed(0)
+    start = build_model("mlp", SPEC.channels, SPEC.size, SPEC.num_classes).state_dict()
+    kept = []
+    for sampled in ROUNDS:
+        results = trainer.train_round(sampled, start, [data[k] for k in sampled])
+        kept.append(results)
+        start = FedAvg().aggregate(results)
+    return kept
+
+
+def test_a_captured_step_trains_exactly_as_the_eager_one():
+    """Stochastic 8-bit rounding, unequal clients: every update, loss and saved optimizer
+    state equals the eager engine's, bit for bit, and the full steps were replayed."""
+    data = _clients(SIZES)
+    counting = Counting()
+    eager, graphed = _trainer(None), _trainer(counting)
+    a, b = _run(eager, data), _run(graphed, data)
+    for round_a, round_b in zip(a, b, strict=True):  # all rounds: results outlive their round
+        for u, v in zip(round_a, round_b, strict=True):
+            assert u.client == v.client and u.train_loss == v.train_loss
+            assert all(torch.equal(u.state[k], v.state[k]) for k in u.state)
+    assert all(torch.equal(eager.saved[k], graphed.saved[k]) for k in eager.saved)
+    assert graphed.graph is not None and graphed.graph.captures == 3  # rounds 1, 3 and 4
+    # Each new graph's first full steps warm it up; the others are replays.
+    assert counting.warms == 3 * WARMUP_STEPS
+    assert counting.replays == 3 + 3 + 4 + 3 - 3 * WARMUP_STEPS
+
+
+def test_each_rounds_results_are_its_own():
+    """The graph's fixed weights take the next round's clients: an update handed out
+    must not change when they do."""
+    data = _clients(SIZES)
+    trainer = _trainer(Direct())
+    start = trainer.model.state_dict()
+    first = trainer.train_round([0, 1, 2], start, [data[k] for k in (0, 1, 2)])
+    copies = [{k: v.clone() for k, v in u.state.items()} for u in first]
+    trainer.train_round([1, 2, 3], start, [data[k] for k in (1, 2, 3)])
+    for u, copy in zip(first, copies, strict=True):
+        assert all(torch.equal(u.state[k], copy[k]) for k in copy)
+
+
+def test_fedprox_keeps_its_anchor_in_the_same_tensors():
+    """A captured FedProx step reads the anchor at fixed addresses: a new round's start
+    must land in those tensors."""
+    prox = FedProx(mu=0.1)
+    first = {"w": torch.ones(3), "b": torch.zeros(2)}
+    prox.begin_local_training(first)
+    tensors = dict(prox.anchor)
+    prox.begin_local_training({"w": torch.full((3,), 2.0), "b": torch.ones(2)})
+    assert all(prox.anchor[k] is tensors[k] for k in tensors)
+    assert torch.equal(prox.anchor["w"], torch.full((3,), 2.0))
+    assert torch.equal(first["w"], torch.ones(3))  # the anchor never aliased the start
+
+
+def test_fedgen_steps_are_never_captured():
+    cfg = make_config(dataset="digits", algorithm="fedgen", cuda_graph=True)
+    model = setup.new_model(cfg, torch.device("cpu"))
+    algo = setup.algorithm(cfg, device=torch.device("cpu"))
+    trainer = VectorizedTrainer(
+        model, setup.policy(cfg), algo, OptimizerSpec(), lambda t: t.float(), 1, 16,
+        torch.Generator(), graphs=Direct(),
+    )  # fmt: skip
+    assert trainer.graph is None and FedAvg().graph_safe
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [(["--cuda-graph"], True), (["--no-cuda-graph"], False), ([], None)]
+)
+def test_the_setting_reaches_a_trainer_only_on_cuda(flag, value):
+    args = build_parser().parse_args(["run", *flag])
+    assert args.cuda_graph is value  # None: the config's default
+    cfg = make_config(dataset="digits", cuda_graph=True)
+    model = setup.new_model(cfg, torch.device("cpu"))
+    cpu = torch.Generator()
+    trainer = setup.trainer(cfg, model, FedAvg(), lambda t: t.float(), cpu, "vectorized")
+    assert trainer.graph is None  # a CPU generator: nothing to capture with
