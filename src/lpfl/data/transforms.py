@@ -4,9 +4,18 @@ Datasets stay uint8 on the host (4x smaller than float32, cheap to copy); each b
 converted only once it is where the model runs.
 """
 
+from functools import cache
+
 import torch
 
 from lpfl.data.registry import DatasetSpec
+
+
+@cache
+def _scale(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """A per-channel constant, made once per device: a CUDA graph of a training step may
+    not copy from the host, and a copy per batch would be a wasted launch anyway."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
 
 def normalize(x: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
@@ -16,6 +25,5 @@ def normalize(x: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
             f"expected a uint8 (N, {spec.channels}, H, W) batch for {spec.name}, "
             f"got {x.dtype} with shape {tuple(x.shape)}"
         )
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    mean, std = _scale(tuple(spec.mean), x.device), _scale(tuple(spec.std), x.device)
     return (x.to(torch.float32) / 255 - mean) / std
