@@ -100,23 +100,25 @@ def test_resume_refuses_what_is_not_this_run_s_checkpoint(tmp_path) -> None:
 
 
 def test_a_checkpoint_made_before_a_setting_existed_resumes_at_its_default(tmp_path) -> None:
-    """fused-norm came to lpfl after runs were checkpointed without it: they still resume."""
+    """A setting that came to lpfl after a run was checkpointed stands for its default
+    there (eval-quantized plays that part); settings of how the run computes may change."""
     out = tmp_path / "run"
     cfg = make_config(**RUN, out=str(out))
     with pytest.raises(PowerCut):
         run_rounds(FakeGrid(4, crash_in_round=3), cfg, FlowerSettings(5))
     state = checkpoint.load(out)
-    del state["config"]["fused_norm"]
+    del state["config"]["eval_quantized"]
     checkpoint.save(out, state)
-    run_rounds(FakeGrid(4), cfg, FlowerSettings(5, resume=True))
+    elsewhere = make_config(**RUN, out=str(out), cuda_graph=False, fused_quant="on")
+    run_rounds(FakeGrid(4), elsewhere, FlowerSettings(5, resume=True))
     assert [r["round"] for r in _rounds(out)] == [1, 2, 3, 4, 5]
     with pytest.raises(PowerCut):  # the default it stands for must still match
         run_rounds(FakeGrid(4, crash_in_round=3), cfg, FlowerSettings(5))
     state = checkpoint.load(out)
-    del state["config"]["fused_norm"]
+    del state["config"]["eval_quantized"]
     checkpoint.save(out, state)
-    changed = make_config(**RUN, out=str(out), fused_norm=False)
-    with pytest.raises(ConfigError, match=r"differs .*fused_norm = False here, True there"):
+    changed = make_config(**RUN, out=str(out), eval_quantized=True)
+    with pytest.raises(ConfigError, match=r"differs .*eval_quantized = True here, False there"):
         run_rounds(FakeGrid(4), changed, FlowerSettings(5, resume=True))
 
 

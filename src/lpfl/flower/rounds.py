@@ -23,8 +23,9 @@ from flwr.serverapp import Grid
 from ..config import ConfigError, RunConfig, field_defaults
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
+from ..sweep.identity import NOT_IDENTITY
 from ..wire import fp32_bytes
-from .settings import HOST_LOCAL, FlowerSettings
+from .settings import FlowerSettings
 from .strategy import LowPrecisionStrategy
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,15 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 
 
 def check_same_run(saved: dict, cfg: RunConfig) -> None:
-    """A resumed run must be the run that was checkpointed: refuse other settings (the
-    host-local ones may change, as a run may resume on another host). A setting the
-    checkpoint does not name came to lpfl after it was made, and the run had its default,
-    as ``lpfl run --resume`` takes it."""
+    """A resumed run must be the run that was checkpointed: refuse settings that name
+    another experiment (a sweep's run identity). The others may change, as a run may
+    resume on another host: where data and results lie, the device, and how it
+    computes (kernels, CUDA graphs, engine). A setting the checkpoint does not name came
+    to lpfl after it was made, and the run had its default, as ``lpfl run --resume``
+    takes it."""
     saved = field_defaults() | saved
     now = cfg.to_dict()
-    changed = [k for k in now if k not in HOST_LOCAL and saved.get(k) != now[k]]
+    changed = [k for k in now if k not in NOT_IDENTITY and saved.get(k) != now[k]]
     if changed:
         shown = ", ".join(f"{k} = {now[k]!r} here, {saved.get(k)!r} there" for k in changed[:3])
         raise ConfigError(
