@@ -1,4 +1,4 @@
-"""Would a CUDA graph of the vectorized training step pay? A probe for a GPU slot.
+"""What a CUDA graph of the vectorized training step buys: ms per step, eager vs replayed.
 
     python benchmarks/graph_probe.py                   # a GPU: the paper's CIFAR-10 step
     python benchmarks/graph_probe.py --clients 2 --batch 4 --steps 2   # a CPU smoke run
@@ -18,9 +18,11 @@ the same step run eagerly:
 - anything that breaks the capture (a host sync, a generator the graph does not know),
   reported instead of raised, so the slot goes on.
 
-Every client takes a batch at every step here, as in the paper's balanced split; a
-graph engine would run the last, partial steps of unequal clients eagerly. On the CPU
-only the eager step runs. Prints one JSON object.
+Every client takes a batch at every step here, as in the paper's balanced split (the
+engine runs the last, partial steps of unequal clients eagerly). On the CPU only the
+eager step runs. Prints one JSON object. Its answer on the H200 (2026-11-27,
+``results/gpu-h200-2026-11-27c``): 25.2 ms eager, 11.2 ms replayed at 8 bits; 20.2 and
+18.9 ms at 32 bits; replays equal eager steps. That made ``engine/step_graph.py``.
 """
 
 from __future__ import annotations
@@ -34,11 +36,10 @@ from collections.abc import Callable
 
 import torch
 from provenance import provenance
-from synthetic import random_clients, vectorized_trainer
+from synthetic import STEP_SETTINGS, random_clients, run_numerics, vectorized_trainer
 
 from lpfl.config import make_config
 from lpfl.data import DATASETS
-from lpfl.engine import numerics
 
 
 class Probe:
@@ -117,11 +118,7 @@ def measure(cfg, device, args) -> dict:
     cuda = device.type == "cuda"
     row: dict = {}
     probe = Probe(cfg, device, args.clients, args.batch, args.samples)
-    with (
-        numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
-        numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
-        numerics.fused_norm(cfg.fused_norm),
-    ):
+    with run_numerics(cfg, device):
         probe.next_batch(0)
         probe.step()  # compiles the kernels
 
@@ -171,12 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     out: dict = {**provenance(device), "clients": args.clients, "batch": args.batch, "ms": {}}
-    settings = {
-        "32 bits": dict(bits=32, moving_average=0.0),
-        "8 bits + average": dict(bits=8, moving_average=0.9),
-        "8 bits + average, nearest rounding": dict(bits=8, moving_average=0.9, rounding="nearest"),
-    }
-    for name, setting in settings.items():
+    for name, setting in STEP_SETTINGS.items():
         cfg = make_config(
             dataset="cifar10", model="convnet", batch_size=args.batch, local_epochs=1,
             rounds=200, device=args.device, **setting,

@@ -8,7 +8,8 @@ plain name, like ``provenance``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from lpfl.config import RunConfig
 from lpfl.data import DATASETS, normalize
-from lpfl.engine import ClientData, setup
+from lpfl.engine import ClientData, numerics, setup
 from lpfl.engine.vectorized import VectorizedTrainer
 
 
@@ -49,3 +50,24 @@ def random_clients(
         )
         for _ in range(clients)
     ]
+
+
+# The settings a GPU check or probe of the vectorized step runs (graph_probe,
+# tests/cuda_graph_check.py): 32 bits, and 8 bits + the moving average's settings with
+# stochastic rounding and rounding to nearest (deterministic, for value checks).
+STEP_SETTINGS = {
+    "32 bits": dict(bits=32, moving_average=0.0),
+    "8 bits + average": dict(bits=8, moving_average=0.9),
+    "8 bits + average, nearest rounding": dict(bits=8, moving_average=0.9, rounding="nearest"),
+}
+
+
+@contextmanager
+def run_numerics(cfg: RunConfig, device: torch.device) -> Iterator[None]:
+    """The device arithmetic a run of ``cfg`` trains its vectorized clients under."""
+    with (
+        numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
+        numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
+        numerics.fused_norm(cfg.fused_norm),
+    ):
+        yield

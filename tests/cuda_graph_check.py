@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from synthetic import random_clients, vectorized_trainer
+from synthetic import STEP_SETTINGS, random_clients, run_numerics, vectorized_trainer
 
 from lpfl.algorithms import FedAvg
 from lpfl.config import make_config
-from lpfl.engine import ClientData, numerics
+from lpfl.engine import ClientData
 from lpfl.engine.step_graph import CudaGraphs
 
 # Clients per round and their sizes, round by round (batch 32): 4-6 full steps a round,
@@ -48,11 +48,7 @@ def train(cfg) -> tuple[list, dict, int]:
     pool = random_clients(12, 300, (3, 32, 32), 10, device)
     start = model.state_dict()
     kept = []
-    with (
-        numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
-        numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
-        numerics.fused_norm(cfg.fused_norm),
-    ):
+    with run_numerics(cfg, device):
         for r, sizes in enumerate(ROUNDS):
             sampled = list(range(r, r + len(sizes)))
             data = [ClientData(d.x[:n], d.y[:n]) for d, n in zip(pool[r:], sizes, strict=False)]
@@ -79,12 +75,7 @@ def main() -> None:
     # cuDNN may pick convolution algorithms that add in a varying order; bit-for-bit
     # comparisons need the same order every time (graph or not).
     torch.backends.cudnn.deterministic = True
-    settings = {
-        "32 bits": dict(bits=32, moving_average=0.0),
-        "8 bits, stochastic": dict(bits=8, moving_average=0.9),
-        "8 bits, nearest": dict(bits=8, moving_average=0.9, rounding="nearest"),
-    }
-    for name, setting in settings.items():
+    for name, setting in STEP_SETTINGS.items():
         cfg = make_config(
             dataset="cifar10", model="convnet", batch_size=32, local_epochs=1, device="cuda",
             seed=4, cuda_graph=False, **setting,
