@@ -5,19 +5,19 @@
 #
 # PARTS picks what the slot does, in this order (default: check table1; issue 3's
 # measurements, parts kernels target bench profile, were made on 2026-11-27's H200 slot):
-#   check    lpfl's Triton rounding kernels on this GPU, values against the eager ops (in
-#            OUT/session.log, about 40 s); if they differ, the runs of target and the
-#            sweeps round eagerly
+#   check    lpfl's Triton rounding kernels on this GPU, values against the eager ops, and
+#            the engine with its step captured as a CUDA graph (the default) against
+#            eager steps, bit for bit (tests/cuda_graph_check.py) (in OUT/session.log,
+#            about 70 s); where one fails, the runs of target and the sweeps round
+#            eagerly, or run without graphs
 #   kernels  check, then the kernels' milliseconds per call (OUT/rounding-speed.json),
 #            a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json),
 #            and each ConvNet layer stacked over clients, grouped convolution vs im2col
 #            (OUT/stacked-conv.json), and pooling and GroupNorm over the stack, torch's
 #            vmap rules vs candidate formulations, a fused Triton GroupNorm + ReLU among
 #            them, its values checked first (benchmarks/fused_norm.py, stage_ops.py; log)
-#   graph    the engine with its step captured as a CUDA graph trains exactly as without
-#            (tests/cuda_graph_check.py), then whether it pays: captured vs eager ms per
-#            step (benchmarks/graph_probe.py; log); with CUDA_GRAPH=1, target and the sweeps
-#            use graphs only if the check passed
+#   graph    what the CUDA graph of the vectorized step buys: captured vs eager ms per
+#            step (benchmarks/graph_probe.py; log)
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
 #            (issue 3's target); it is also a cell of Table 1, at seed TARGET_SEED
 #            (default 0; another seed times the same work and adds a run to the table)
@@ -29,14 +29,18 @@
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
 #            data staged over three calls) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
-# CUDA_GRAPH=1 runs target and the sweeps with --cuda-graph; GPU_ROWS picks bench's CUDA-only
-# rows (engine_speed.py --gpu-rows; default all).
+# GPU_ROWS picks bench's CUDA-only rows (engine_speed.py --gpu-rows; default all).
 # The sweeps run on SHARDS processes (default 1: on an H200, 8 processes sharing the GPU
-# made 1.3 rounds/s against 1.5 for one alone; that was before commit 27f5bc6 left an
-# 8-bit round's GPU idle half the time, so 2 shards may now pay: not yet measured) and
-# start no run that would not end inside the budget, judging the first by RUN_SECONDS
-# (default 180: 200 FMNIST rounds at the H200's 0.68-0.74 s, plus about 25 s of
-# start-up); with both, table1 and methods split what is left of the slot.
+# made 1.3 rounds/s against 1.5 for one alone; with the step captured as a CUDA graph the
+# GPU, not the host, bounds a round again). A sweep starts no run that would not end
+# inside its window, judging each by the runs of its kind it has made, else by the
+# newest one of its kind on this GPU model in results/gpu-runs (earlier slots' runs):
+# a run cut off by the window is lost (2026-11-27, call 5: a 32-bit CIFAR-10 run that
+# needed about 115 s started in a 121-s window, before sweeps judged by earlier runs).
+# RUN_SECONDS (default 150 s) is the shortest window worth starting a sweep in: about the
+# slowest priority run, 200 rounds at 32 bits, 0.49 s (CIFAR-10) to 0.56 s (FMNIST) a
+# round on the H200 with graphs, plus about 15 s of start-up (8 bits: 70-90 s a run).
+# With both, table1 and methods split what is left of the slot.
 #
 # At most 8 files come back from a slot: these parts write 8 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every
@@ -46,7 +50,7 @@ set -u
 data=$1 out=$2 budget=$3
 py=${PYTHON:-python3}
 shards=${SHARDS:-1}
-run_seconds=${RUN_SECONDS:-180}
+run_seconds=${RUN_SECONDS:-150}
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 start=$SECONDS
 left() { echo $((budget - (SECONDS - start))); }
@@ -99,6 +103,14 @@ if want check || want kernels; then
         base_extra+=$'\nfused-quant = "off"'
         log "sweeps round with eager ops"
     fi
+    log "the engine with CUDA graphs: values against eager steps"
+    timeout "$(cap 150)" $py tests/cuda_graph_check.py >>"$out/session.log" 2>&1
+    rc=$?
+    log "CUDA graph check: exit $rc"
+    if ((rc != 0)); then
+        base_extra+=$'\ncuda-graph = false'
+        log "target and sweeps run without CUDA graphs"
+    fi
 fi
 if want kernels; then
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
@@ -114,18 +126,8 @@ if want kernels; then
         log "stage ops: exit $?" # into the log: a slot returns at most 8 files
 fi
 
-if [[ ${CUDA_GRAPH:-0} == 1 ]]; then
-    base_extra+=$'\ncuda-graph = true'
-fi
 if want graph; then
-    log "the engine with CUDA graphs: values against eager steps"
-    timeout "$(cap 150)" $py tests/cuda_graph_check.py >>"$out/session.log" 2>&1
-    rc=$?
-    log "CUDA graph check: exit $rc"
-    if ((rc != 0)) && [[ ${CUDA_GRAPH:-0} == 1 ]]; then # no result may rest on a failed check
-        base_extra=${base_extra//$'\ncuda-graph = true'/}
-        log "target and sweeps run without CUDA graphs"
-    fi
+    log "CUDA graph of the vectorized step: eager vs replayed ms per step"
     timeout "$(cap 150)" $py benchmarks/graph_probe.py >>"$out/session.log" 2>&1 ||
         log "graph probe: exit $?"
 fi

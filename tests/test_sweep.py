@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 
 from lpfl import cli
 from lpfl.config import ConfigError, make_config
-from lpfl.engine import DivergenceError, Recorder
+from lpfl.engine import DivergenceError, Recorder, resolve_device
+from lpfl.provenance import device_name
 from lpfl.sweep import load_spec, run_hash, runner
 
 BASE = """
@@ -211,6 +213,34 @@ def test_time_budget_starts_no_run_that_would_overrun(tmp_path, monkeypatch):
     tally = runner.run_sweep(points, out, progress=False, echo=messages.append, time_budget=45)
     assert tally.ran == 1 and len(_runs(out)) == 1
     assert messages and "time budget" in messages[-1]
+
+
+def test_time_budget_judges_a_first_run_by_earlier_runs_on_this_device(tmp_path, monkeypatch):
+    """A fresh process knows nothing of its own, but the folder holds earlier runs: one
+    of the same kind on this device that took 100 s keeps the 8-bit point from starting
+    with 50 s to go; a 1000-s run on another device says nothing, so the 32-bit one
+    (after it in the grid) still starts."""
+    spec, out = _spec(tmp_path, "bits = [8, 32]\n"), tmp_path / "out"
+    eight, thirty_two = load_spec(spec).points()
+    here = device_name(resolve_device(eight.config.device))
+    for name, point, device, seconds in (
+        ("earlier8bit0", eight, here, 100),
+        ("earlier32bit", thirty_two, "NVIDIA H200", 1000),
+    ):
+        start = datetime.datetime(2026, 11, 27, 12, tzinfo=datetime.UTC)
+        end = start + datetime.timedelta(seconds=seconds)
+        session = {"device": device, "started": start.isoformat(), "finished": end.isoformat()}
+        run = {"status": "completed", "config": point.config.to_dict() | {"seed": 9}}
+        (out / name).mkdir(parents=True)
+        (out / name / "results.json").write_text(json.dumps(run | {"sessions": [session]}))
+    clock = iter(range(1000))  # every monotonic() call advances 1 s
+    monkeypatch.setattr(runner, "monotonic", lambda: next(clock))
+    messages: list[str] = []
+    tally = runner.run_sweep(
+        [eight, thirty_two], out, progress=False, echo=messages.append, time_budget=50
+    )
+    assert tally.ran == 1 and thirty_two.hash in _runs(out) and eight.hash not in _runs(out)
+    assert "1 run(s) not started" in messages[-1] and "expected 100 s" in messages[-1]
 
 
 def test_only_selects_points_by_setting(tmp_path, capsys):

@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         metavar="SECONDS",
-        help="start no run that would end after this, judging by the longest run so far",
+        help="start no run that would end after this, judging each by runs of its kind: "
+        "this sweep's, else the newest in the out folder made on this device",
     )
     sweep.set_defaults(func=cmd_sweep)
     report = sub.add_parser("report", help="Table 1 and figures from every results.json in DIRs")

@@ -24,7 +24,9 @@ from time import monotonic
 from tqdm.auto import tqdm
 
 from ..data import reusing_loaded_data
-from ..engine import DivergenceError, checkpoint, run_simulation
+from ..engine import DivergenceError, checkpoint, resolve_device, run_simulation
+from ..provenance import device_name
+from .durations import Durations
 from .spec import Point
 
 FINISHED = ("completed", "diverged")  # a diverged run is a result, not an error to retry
@@ -88,7 +90,9 @@ def run_sweep(
     A run that raises anything but DivergenceError (missing data, a bug, Ctrl-C) stops
     the sweep: the cause is usually shared by the points still to come. With a
     ``time_budget`` (seconds), no run starts that would end after it, judging by the
-    longest run so far: on a time-boxed machine a run cut off midway is lost work.
+    runs made so far, here or, on this device, in earlier processes (``durations.py``):
+    on a time-boxed machine a run cut off midway is lost work. A run that would not fit
+    is passed over, and a later, shorter one may still start.
     Consecutive runs on one dataset read its files once.
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -104,19 +108,32 @@ def _run_points(
     time_budget: float | None,
 ) -> Tally:
     ran = skipped = diverged = 0
-    started, longest = monotonic(), 0.0
+    started = monotonic()
+    durations: dict[str, Durations] = {}  # by the device setting, read when first needed
+    left_out: list[str] = []  # runs that would overrun the budget; shorter ones may still fit
     for point in tqdm(points, desc="sweep", unit="run", disable=not progress):
         if finished_status(out / point.hash):  # also catches a duplicate point just run
             skipped += 1
             continue
-        if time_budget is not None and monotonic() - started + longest > time_budget:
-            echo(f"time budget of {time_budget:.0f} s reached: not starting {point.label}")
-            break
+        config = point.config.to_dict()
+        device = point.config.device
+        if device not in durations:
+            durations[device] = Durations(out, device_name(resolve_device(device)))
+        if time_budget is not None:
+            expected = durations[device].expect(config)
+            if monotonic() - started + expected > time_budget:
+                left_out.append(f"{point.label} (expected {expected:.0f} s)")
+                continue
         tic = monotonic()
         status = _run_point(point, out, progress)
-        longest = max(longest, monotonic() - tic)
+        durations[device].record(config, monotonic() - tic)
         ran += 1
         diverged += status == "diverged"
         if progress:
             echo(f"{point.hash} {status}: {point.label}")
+    if left_out:
+        echo(
+            f"time budget of {time_budget:.0f} s reached: {len(left_out)} run(s) not started, "
+            f"the first: {left_out[0]}"
+        )
     return Tally(ran, skipped, diverged)
