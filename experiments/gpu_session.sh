@@ -27,7 +27,7 @@
 #   profile  one vectorized round, op by op (device and host time) and by Python function,
 #            at 32 and 8 bits (OUT/step-profile.txt)
 #   table1   Table 1 priority runs on SWEEP_DATASET (default fmnist; cifar10 needs its
-#            data staged over three calls) (issue 6)
+#            data staged over three calls: experiments/stage_data.py) (issue 6)
 #   methods  the other-methods table on FMNIST (issue 5)
 # GPU_ROWS picks bench's CUDA-only rows (engine_speed.py --gpu-rows; default all).
 # The sweeps run on SHARDS processes (default 1: on an H200, 8 processes sharing the GPU
