@@ -8,11 +8,12 @@ only a GPU can show that the graph itself replays the step: the same kernels on 
 same memory, and rounding noise drawn from the trainer's generator at the offsets the
 eager calls would use. For the paper's CIFAR-10 ConvNet with unequal clients (so
 rounds mix replayed and eager steps), three rounds (the third outgrows the first
-graph's data room, so a second graph is made), at 32 bits, 8 bits with stochastic
-rounding and 8 bits rounding to nearest: each update, loss and saved optimizer state
-must equal the eager engine's bit for bit (cuDNN in its deterministic mode). Two eager
-runs are compared first: if they differ (a non-deterministic kernel), the check says
-so and fails as inconclusive.
+graph's data room, so a second graph is made), at 32 bits, at 8 bits with stochastic
+rounding and rounding to nearest, and at 8 bits for FedProx and for SGD with momentum:
+each update, loss and saved optimizer state must equal the eager engine's bit for bit
+(cuDNN in its deterministic mode), the updates compared after all three rounds (a later
+round must not write over them). Two eager runs are compared first: if they differ (a
+non-deterministic kernel), the check says so and fails as inconclusive.
 Prints one line per setting; exits non-zero on the first failure.
 """
 
@@ -33,6 +34,14 @@ from lpfl.config import make_config
 from lpfl.engine import ClientData
 from lpfl.engine.step_graph import CudaGraphs
 
+# Client steps besides FedAvg's with Adam that the engine captures: FedProx reads its anchor,
+# which each round copies into the same tensors; SGD with momentum steps its buffers.
+OTHER_STEPS = {
+    "8 bits + average, FedProx": dict(bits=8, moving_average=0.9, algorithm="fedprox"),
+    "8 bits + average, SGD with momentum": dict(
+        bits=8, moving_average=0.9, optimizer="sgd", lr=0.05, momentum=0.9
+    ),
+}
 # Clients per round and their sizes, round by round (batch 32): 4-6 full steps a round,
 # then steps where the smaller clients have run out. Round 3 holds more data than round 1.
 ROUNDS = [(150, 200, 130, 170, 160, 190), (140, 210, 150, 160, 175, 150), (260, 220, 300) * 2]
@@ -75,7 +84,7 @@ def main() -> None:
     # cuDNN may pick convolution algorithms that add in a varying order; bit-for-bit
     # comparisons need the same order every time (graph or not).
     torch.backends.cudnn.deterministic = True
-    for name, setting in STEP_SETTINGS.items():
+    for name, setting in (STEP_SETTINGS | OTHER_STEPS).items():
         cfg = make_config(
             dataset="cifar10", model="convnet", batch_size=32, local_epochs=1, device="cuda",
             seed=4, cuda_graph=False, **setting,

@@ -91,6 +91,29 @@ def test_a_captured_step_trains_exactly_as_the_eager_one():
     assert counting.replays == 3 + 3 + 4 + 3 - 3 * WARMUP_STEPS
 
 
+class Refusing(Direct):
+    """A capture that fails, as one of a step with a host sync fails on a GPU."""
+
+    def capture(self, run):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_a_step_that_cannot_be_captured_trains_on_eagerly(caplog):
+    """An algorithm or optimizer whose step no GPU check has captured must not end the
+    run: it is told once, and trains exactly as without graphs."""
+    data = _clients(SIZES)
+    eager, refused = _trainer(None), _trainer(Refusing())
+    with caplog.at_level("WARNING", logger="lpfl.engine.step_graph"):
+        a, b = _run(eager, data), _run(refused, data)
+    for round_a, round_b in zip(a, b, strict=True):
+        for u, v in zip(round_a, round_b, strict=True):
+            assert u.train_loss == v.train_loss
+            assert all(torch.equal(u.state[k], v.state[k]) for k in u.state)
+    assert refused.graph is not None and refused.graph.captures == 0
+    warnings = [r for r in caplog.records if "cannot be captured" in r.getMessage()]
+    assert len(warnings) == 1 and "stream is capturing" in warnings[0].getMessage()
+
+
 def test_each_rounds_results_are_its_own():
     """The graph's fixed weights take the next round's clients: an update handed out
     must not change when they do."""

@@ -22,6 +22,7 @@ what it computes without them (``tests/cuda_graph_check.py`` checks that on a GP
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +33,8 @@ from torch import Tensor
 from ..models import norm_relu
 from ..quant.block import fused_enabled
 from .stacked_optim import Stacked, StackedOptimizer, Step
+
+log = logging.getLogger(__name__)
 
 # Eager steps before the capture, as torch asks: they compile the Triton kernels and set up
 # the libraries' per-stream state, none of which may happen inside a capture.
@@ -117,6 +120,7 @@ class StepGraph:
         self.replay: Run | None = None
         self.warmed = 0
         self.captures = 0  # how many graphs were made, for tests and benchmarks
+        self.failed: str | None = None  # why a capture failed: the run goes on eagerly
 
     def load(
         self, params: Stacked, state: Stacked, x: Tensor, y: Tensor, counts: Tensor, batch: int
@@ -176,9 +180,19 @@ class StepGraph:
                 fixed.weight, fixed.counts,
             )  # fmt: skip
 
-        if self.warmed < WARMUP_STEPS:
+        if self.failed or self.warmed < WARMUP_STEPS:
             self.warmed += 1
             return self.capturer.warm(run)
-        self.replay = self.capturer.capture(run)
+        try:
+            self.replay = self.capturer.capture(run)
+        except RuntimeError as exc:  # a step this engine has not been checked with on a GPU
+            self.failed = str(exc).splitlines()[0]
+            log.warning(
+                "this run's training step cannot be captured as a CUDA graph (%s); it goes "
+                "on with eager steps, which compute the same values (--no-cuda-graph skips "
+                "the attempt)",
+                self.failed,
+            )
+            return self.capturer.warm(run)  # a capture runs nothing: this step is still due
         self.captures += 1
         return self.replay()
