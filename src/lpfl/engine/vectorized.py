@@ -252,11 +252,13 @@ class VectorizedTrainer(ClientTrainer):
         start: State,
     ) -> list[ClientUpdate | Rejection]:
         results: list[ClientUpdate | Rejection] = []
+        # Each to the host in one copy: per client and value, a GPU would wait 3 x K times.
+        all_counts, losses, oks = counts.tolist(), loss_sum.tolist(), ok.tolist()
         for j, client in enumerate(sampled):
-            label_counts = tuple(counts[j].tolist())
+            label_counts = tuple(all_counts[j])
             n = sum(label_counts)
-            loss = float(loss_sum[j]) / n if n else math.nan
-            if n and not (bool(ok[j]) and math.isfinite(loss)):
+            loss = losses[j] / n if n else math.nan
+            if n and not (oks[j] and math.isfinite(loss)):
                 results.append(Rejection(client, f"client {client}: training produced NaN/Inf"))
                 continue
             # Views into this round's stacked weights, which nothing writes to any more.
