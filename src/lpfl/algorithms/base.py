@@ -31,10 +31,6 @@ class ClientUpdate:
 
 class Algorithm(Protocol):
     name: str
-    # Whether a client step reads only tensors that keep their memory from round to round
-    # (updated in place, if at all), so that a CUDA graph captured in one round replays
-    # correctly in the next (``engine/step_graph.py``).
-    graph_safe: bool
 
     def client_loss(
         self, model: nn.Module, logits: Tensor, targets: Tensor, weight: Tensor | None = None
@@ -52,6 +48,19 @@ class Algorithm(Protocol):
 
     def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
         """A term added to the client loss that depends on the weights alone, or None."""
+        ...
+
+    def graph_key(self) -> tuple:
+        """What, besides shapes, decides which ops a client step runs (() for nothing):
+        a step captured as a CUDA graph is captured anew when it changes (FedGen's
+        clients start drawing generated features once the generator has trained).
+
+        A captured step is replayed in later rounds, so whatever the client step reads
+        must keep its memory from round to round (updated in place, as FedProx's anchor
+        and FedGen's coefficients are), not be a new tensor or a Python number each
+        round (``engine/step_graph.py``; ``tests/test_step_graph.py`` replays each
+        algorithm's step as a graph would).
+        """
         ...
 
     def draw(self, targets: Tensor, label_counts: Tensor, generator: torch.Generator) -> Inputs:

@@ -19,7 +19,6 @@ WEIGHTINGS = ("mean", "weighted")
 
 class FedAvg:
     name = "fedavg"
-    graph_safe = True
 
     def __init__(self, weighting: str = "mean") -> None:
         if weighting not in WEIGHTINGS:
@@ -36,6 +35,9 @@ class FedAvg:
 
     def penalty(self, params: Mapping[str, Tensor]) -> Tensor | None:
         return None
+
+    def graph_key(self) -> tuple:
+        return ()
 
     def draw(self, targets: Tensor, label_counts: Tensor, generator: torch.Generator) -> Inputs:
         return {}

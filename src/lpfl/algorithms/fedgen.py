@@ -80,8 +80,6 @@ class FedGenOptions(Options):
 
 class FedGen(FedAvg):
     name = "fedgen"
-    # Its clients' regulariser weights decay every round, as numbers a captured step would keep.
-    graph_safe = False
 
     def __init__(
         self,
@@ -104,8 +102,25 @@ class FedGen(FedAvg):
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=opts.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, opts.decay)
         self.rng = torch.Generator(self.device).manual_seed(seed)  # server-side draws only
+        # (α_t, β_t) as the clients' step reads them: set with trained_rounds, in place.
+        self.client_weights = torch.zeros(2, device=self.device)
         self.trained_rounds = 0
         self.last_generator_losses: list[float] = []
+
+    @property
+    def trained_rounds(self) -> int:
+        return self._trained_rounds
+
+    @trained_rounds.setter
+    def trained_rounds(self, value: int) -> None:
+        """How many rounds trained the generator; it sets the clients' coefficients, kept
+        in one tensor from round to round because a captured client step (a CUDA graph)
+        reads them from there: Python numbers would be frozen at the capture."""
+        self._trained_rounds = value
+        self.client_weights.copy_(torch.tensor(self.coefficients()))
+
+    def graph_key(self) -> tuple:
+        return (self.trained_rounds > 0,)  # from the first trained round on, clients draw
 
     def coefficients(self) -> tuple[float, float]:
         """The client weights (α_t, β_t) for the coming round; (0, 0) before any training."""
@@ -160,7 +175,7 @@ class FedGen(FedAvg):
     ) -> Tensor | None:
         if not drawn:
             return None
-        alpha, beta = self.coefficients()
+        alpha, beta = self.client_weights
         teacher = head(drawn["same"]).detach().softmax(-1)
         kl = (torch.xlogy(teacher, teacher) - teacher * logits.log_softmax(-1)).sum(-1)
         generated = head(drawn["sampled"])

@@ -123,10 +123,13 @@ class StepGraph:
         self.failed: str | None = None  # why a capture failed: the run goes on eagerly
 
     def load(
-        self, params: Stacked, state: Stacked, x: Tensor, y: Tensor, counts: Tensor, batch: int
-    ) -> Fixed:
-        """The fixed tensors, holding this round's values (made anew if they do not fit)."""
+        self, params: Stacked, state: Stacked, x: Tensor, y: Tensor, counts: Tensor, batch: int,
+        algorithm_key: tuple = (),
+    ) -> Fixed:  # fmt: skip
+        """The fixed tensors, holding this round's values (made anew if they do not fit,
+        or if the algorithm's client step changed: ``Algorithm.graph_key``)."""
         key = (
+            algorithm_key,
             tuple((n, p.shape, p.dtype) for n, p in params.items()),
             tuple((n, s.shape, s.dtype) for n, s in state.items()),
             x.shape[1:], x.dtype, counts.shape, batch,

@@ -45,14 +45,12 @@ def _all_finite(tensors: Stacked) -> Tensor:
 class VectorizedTrainer(ClientTrainer):
     def __init__(self, *args: Any, graphs: Capturer | None = None, **kwargs: Any) -> None:
         """``graphs``: capture the step where every client takes a batch and replay it
-        (``step_graph.py``), for algorithms whose client step allows it."""
+        (``step_graph.py``)."""
         super().__init__(*args, **kwargs)
         spec = self.optimizer
         self.stacked_optimizer = build_stacked_optimizer(spec.name, spec.lr, spec.momentum)
         self.graph = (
-            StepGraph(self._step, self.stacked_optimizer, graphs)
-            if graphs is not None and self.algorithm.graph_safe
-            else None
+            None if graphs is None else StepGraph(self._step, self.stacked_optimizer, graphs)
         )
         model, algorithm = self.model, self.algorithm
         buffers = dict(model.named_buffers())
@@ -108,7 +106,9 @@ class VectorizedTrainer(ClientTrainer):
         steps = [math.ceil(n / self.batch_size) for n in sizes]
         graph = self.graph
         if graph is not None:  # the step runs on the graph's fixed tensors, this round's values
-            fixed = graph.load(params, state, x_all, y_all, counts, self.batch_size)
+            fixed = graph.load(
+                params, state, x_all, y_all, counts, self.batch_size, self.algorithm.graph_key()
+            )
             params, state, x_all, y_all, counts = (
                 fixed.params,
                 fixed.state,
