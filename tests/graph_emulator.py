@@ -12,9 +12,9 @@ op produced is replaced by that op's new output; every other argument (a tensor 
 outside, a number, a generator) is passed exactly as logged. Random ops draw anew from
 their generator, as a CUDA graph registered with it does.
 
-What it cannot show: host syncs and host-to-device copies (a real capture refuses them;
-here a value read on the host is frozen, as it would be), and kernels that bypass
-aten (Triton's, which the CPU path does not use).
+A value read on the host inside the step (``.item()``, ``bool()``) fails the capture,
+as on a GPU. What it cannot show: host-to-device copies (a real capture refuses them
+too), and kernels that bypass aten (Triton's, which the CPU path does not use).
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class _Recording(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:  # .item(), bool(), .tolist()
+            raise RuntimeError(
+                "operation not permitted when stream is capturing: the step reads a value "
+                "on the host, as a CUDA graph capture refuses"
+            )
         for t in _written(func, args, kwargs):
             if self._storage(t) not in self.made:  # a tensor from outside: keep its values
                 self.undo.append((t, t.clone()))

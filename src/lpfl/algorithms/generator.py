@@ -32,7 +32,10 @@ class FeatureGenerator(nn.Module):
         )
 
     def forward(self, labels: Tensor, noise: Tensor) -> Tensor:
-        onehot = F.one_hot(labels, self.num_classes).to(noise.dtype)
+        # F.one_hot's values, without its range check, which reads the labels on the host
+        # on a CPU: clients run this inside their step, which may be a CUDA graph.
+        classes = torch.arange(self.num_classes, device=labels.device)
+        onehot = (labels.unsqueeze(1) == classes).to(noise.dtype)
         return self.net(torch.cat([noise, onehot], dim=1))
 
 
