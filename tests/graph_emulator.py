@@ -1,4 +1,5 @@
-"""A CUDA graph's semantics on the CPU, for tests: record a step's aten ops once, replay them.
+"""Stand-ins for CUDA graphs on the CPU, for tests: ``Direct`` reruns the step at every
+replay; ``Recorded`` records its aten ops once and replays them, as a CUDA graph does.
 
 A CUDA graph replays the kernels a capture recorded, with the arguments they had then:
 the same tensors (whatever values they hold now), the same Python numbers, the same
@@ -70,6 +71,16 @@ class _Recording(TorchDispatchMode):
         self.made |= self._storages(out) - inputs
         self.ops.append((func, args, kwargs, out))
         return out
+
+
+class Direct:
+    """The capture's contract at its simplest: the replay is the step itself."""
+
+    def warm(self, run: Callable[[], Tensor]) -> Tensor:
+        return run()
+
+    def capture(self, run: Callable[[], Tensor]) -> Callable[[], Tensor]:
+        return run
 
 
 class Recorded:

@@ -13,14 +13,14 @@ from functools import partial
 
 import pytest
 import torch
-from graph_emulator import Recorded
+from graph_emulator import Direct, Recorded
 
 from lpfl.algorithms import FedAvg, FedProx
 from lpfl.cli import build_parser
 from lpfl.config import make_config
 from lpfl.data import DATASETS, load_dataset, normalize
 from lpfl.engine import ClientData, OptimizerSpec, VectorizedTrainer, setup
-from lpfl.engine.step_graph import WARMUP_STEPS, Direct, StepGraph
+from lpfl.engine.step_graph import WARMUP_STEPS, StepGraph
 from lpfl.models import build_model
 from lpfl.quant import PrecisionPolicy, block
 

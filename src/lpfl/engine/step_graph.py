@@ -45,8 +45,8 @@ Run = Callable[[], Tensor]
 
 
 class Capturer(Protocol):
-    """How a step on fixed tensors is warmed up and captured: with CUDA graphs on a GPU,
-    or (``Direct``, for tests on the CPU) by calling it again at every replay."""
+    """How a step on fixed tensors is warmed up and captured: with CUDA graphs on a GPU;
+    the tests' stand-ins (``tests/graph_emulator.py``) do it on the CPU."""
 
     def warm(self, run: Run) -> Tensor: ...
 
@@ -80,16 +80,6 @@ class CudaGraphs:
             return out
 
         return replay
-
-
-class Direct:
-    """The capture's contract without a GPU: the replay is the step itself."""
-
-    def warm(self, run: Run) -> Tensor:
-        return run()
-
-    def capture(self, run: Run) -> Run:
-        return run
 
 
 @dataclass
