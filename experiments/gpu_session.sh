@@ -42,6 +42,15 @@
 # round on the H200 with graphs, plus about 15 s of start-up (8 bits: 70-90 s a run).
 # With both, table1 and methods split what is left of the slot.
 #
+# A slot, step by step, from the machine that holds the data (a warm GPU machine keeps
+# /root/d only while calls follow each other within about 30 s):
+#   python experiments/stage_data.py fashion-mnist          # or: cifar10 fashion-mnist
+#   then one call per folder it prints, each with carry [".stage/N"], the last one also
+#   running the slot:  mkdir -p /root/d && cp -r .stage/N/* /root/d/ &&
+#     LPFL_COMMIT=<git rev-parse --short=12 HEAD> PARTS="check table1 methods" \
+#     experiments/gpu_session.sh /root/d $OUT <seconds left, less about 60>
+#   and commit the finished run folders of OUT/runs.tar.gz into results/gpu-runs/.
+#
 # At most 8 files come back from a slot: these parts write 8 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every
 # client's optimizer state (about 200 MB for the ConvNet), more than a slot returns, so a
