@@ -40,6 +40,7 @@ from synthetic import STEP_SETTINGS, random_clients, run_numerics, vectorized_tr
 
 from lpfl.config import make_config
 from lpfl.data import DATASETS
+from lpfl.engine.step_graph import WARMUP_STEPS, CudaGraphs
 
 
 class Probe:
@@ -71,9 +72,9 @@ class Probe:
         within = torch.arange(self.batch, device=self.index.device) + s * self.batch
         self.index.copy_(offsets + within % self.samples)
 
-    def step(self) -> None:
+    def step(self) -> torch.Tensor:
         """The engine's own step (``VectorizedTrainer._step``), on the fixed tensors."""
-        self.trainer._step(
+        return self.trainer._step(
             self.params, self.step_fn, self.active, self.x, self.y, self.index, self.weight,
             self.counts,
         )  # fmt: skip
@@ -96,22 +97,14 @@ def timed(run: Callable[[int], None], steps: int, cuda: bool) -> float:
     return round(statistics.median(times), 3)
 
 
-def capture(probe: Probe) -> torch.cuda.CUDAGraph:
-    """The step captured after three eager warm-up steps on a side stream (as torch asks)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for s in range(3):
-            probe.next_batch(s)
-            probe.step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    register = getattr(graph, "register_generator_state", None)
-    if register is not None:  # the rounding seeds come from the trainer's own generator
-        register(probe.trainer.generator)
-    with torch.cuda.graph(graph):
-        probe.step()
-    return graph
+def capture(probe: Probe) -> Callable[[], torch.Tensor]:
+    """The step captured as the engine captures it (``engine/step_graph.CudaGraphs``),
+    after the engine's eager warm-up steps; returns the replay."""
+    graphs = CudaGraphs(probe.trainer.generator)
+    for s in range(WARMUP_STEPS):
+        probe.next_batch(s)
+        graphs.warm(probe.step)
+    return graphs.capture(probe.step)
 
 
 def measure(cfg, device, args) -> dict:
@@ -130,14 +123,14 @@ def measure(cfg, device, args) -> dict:
         if not cuda:
             return row
         try:
-            graph = capture(probe)
+            replay_step = capture(probe)
         except Exception as exc:  # what breaks the capture is the finding
             row["capture_error"] = "".join(traceback.format_exception_only(exc)).strip()
             return row
 
         def replay(s: int) -> None:
             probe.next_batch(s)
-            graph.replay()
+            replay_step()
 
         row["graph_ms"] = timed(replay, args.steps, cuda)
         row["speedup"] = round(row["eager_ms"] / row["graph_ms"], 2)

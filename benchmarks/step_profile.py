@@ -26,11 +26,10 @@ import sys
 import time
 
 import torch
-from synthetic import random_clients, vectorized_trainer
+from synthetic import random_clients, run_numerics, vectorized_trainer
 
 from lpfl.config import make_config
 from lpfl.data import DATASETS
-from lpfl.engine import numerics
 
 
 def one_round(cfg, device: torch.device, clients: int, samples: int):
@@ -79,10 +78,7 @@ def main() -> None:
             batch_size=32, local_epochs=1, rounds=200, device=args.device,
         )  # fmt: skip
         train = one_round(cfg, device, args.clients, args.samples)
-        with (
-            numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
-            numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
-        ):
+        with run_numerics(cfg, device):
             train()  # warm-up: compiles kernels, fills caches
             if cuda:
                 torch.cuda.synchronize()
