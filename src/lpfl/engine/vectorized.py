@@ -109,14 +109,8 @@ class VectorizedTrainer(ClientTrainer):
             fixed = graph.load(
                 params, state, x_all, y_all, counts, self.batch_size, self.algorithm.graph_key()
             )
-            params, state, x_all, y_all, counts = (
-                fixed.params,
-                fixed.state,
-                fixed.x,
-                fixed.y,
-                fixed.counts,
-            )
-            step = fixed.step
+            params, state, counts, step = fixed.params, fixed.state, fixed.counts, fixed.step
+            x_all, y_all = fixed.x, fixed.y
         else:
             step = self.stacked_optimizer.bind(params, state)
         for index, weight in self._schedule(sizes, y_all.device):  # one (index, weight) per epoch
