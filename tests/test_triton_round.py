@@ -34,7 +34,7 @@ def test_kernels_match_eager_rounding_under_the_interpreter():
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "triton kernels match eager rounding on cpu: 108 cases, noise" in done.stdout
+    assert "triton kernels match eager rounding on cpu: 120 cases, noise" in done.stdout
 
 
 def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
@@ -47,7 +47,7 @@ def _sources(bits: int, stochastic: bool) -> list[ASTSource]:
     rowwise = {"x_ptr": "*fp32", "amax_ptr": "*i32", "C": "i32", "BLOCK": "constexpr"}
     applied = ptrs | {"C": "i32"} | dict.fromkeys(["BITS", "STOCHASTIC", "BLOCK"], "constexpr")
     aligned = {(i,): [["tt.divisibility", 16]] for i in range(4)}  # the four pointers
-    noise = {"seed_ptr": "*i64", "out_ptr": "*fp32", "N": "i32", "BLOCK": "constexpr"}
+    noise = {"seed_ptr": "*i64", "out_ptr": "*fp32", "N": "i32", "C": "i32", "BLOCK": "constexpr"}
     sources = [
         ASTSource(triton_round._noise_kernel, noise, {"BLOCK": triton_round.CHUNK}),
         ASTSource(triton_round._row_max_kernel, rowwise, {"BLOCK": triton_round.CHUNK}),

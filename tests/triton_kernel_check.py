@@ -37,6 +37,7 @@ def cases() -> list[tuple[torch.Tensor, str, int]]:
         (tiny, "B", 0),  # subnormal maxima on both sides of 2^-127
         (torch.randn(3, 5000, generator=g) * 1e-3, "B", 0),  # rows longer than one tile
         (torch.randn(2, 9000, generator=g) * 1e4, "tensor", 1),  # two chunks per row
+        (torch.randn(3, 4099, generator=g), "B", 0),  # rows that end inside a Philox draw
     ]
 
 

@@ -17,6 +17,10 @@ Stochastic rounding draws its noise inside the kernel (Philox, keyed by one seed
 call and indexed by the element's position) instead of reading a tensor that
 ``torch.rand`` wrote: an activation of the paper's step is 134 million elements, and
 writing and rereading their noise was two fifths of a rounding's memory traffic.
+One Philox draw gives four 32-bit numbers, and four neighbouring elements of a row
+share it: drawn per element, Philox was three quarters of the rounding pass's
+instructions (91 per element at 8 bits, 50 when shared, counted in the PTX built for
+an H100), enough to make the pass slower than its memory traffic.
 ``uniform`` writes the same noise out, so the checks can hand it to the eager ops.
 
 Rows of up to ``TILE`` elements (weights, gradients, biases: most calls) are rounded
@@ -68,14 +72,34 @@ def _pow2(e):
 
 
 @triton.jit
-def _uniform(seed, offs):
-    """U[0,1) on the 2^-24 grid that ``torch.rand`` uses, from Philox at (seed, offs)."""
-    return (tl.randint(seed, offs) >> 8).to(tl.float32) * (1.0 / 16777216)
+def _unit(bits):
+    """U[0,1) on the 2^-24 grid that ``torch.rand`` uses, from 32 random bits."""
+    return (bits >> 8).to(tl.float32) * (1.0 / 16777216)
 
 
 @triton.jit
-def _round(x, seed_ptr, offs, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
-    """Rounded values of x at flat positions offs, given its row's max key bits (``_key_bits``)."""
+def _uniform_at(seed, row, col, C):
+    """The noise of the element at (row, col) of rows C long: number col % 4 of the
+    Philox draw at counter row * ceil(C / 4) + col // 4."""
+    r0, r1, r2, r3 = tl.randint4x(seed, row * ((C + 3) // 4) + (col >> 2))
+    lane = col & 3
+    return _unit(tl.where(lane == 0, r0, tl.where(lane == 1, r1, tl.where(lane == 2, r2, r3))))
+
+
+@triton.jit
+def _uniform_run(seed, row, start, C, BLOCK: tl.constexpr):
+    """``_uniform_at`` for columns start..start+BLOCK-1 of a row (start a multiple of 4)
+    with one Philox draw per four columns instead of one per column."""
+    draws = row * ((C + 3) // 4) + start // 4 + tl.arange(0, BLOCK // 4)
+    r0, r1, r2, r3 = tl.randint4x(seed, draws)
+    # (BLOCK/4, 2, 2) holding r0, r1, r2, r3 in row-major order: columns 4g..4g+3
+    return _unit(tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), (BLOCK,)))
+
+
+@triton.jit
+def _round(x, noise, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.constexpr):
+    """Rounded values of x given its row's max key bits (``_key_bits``) and, when
+    stochastic, its U[0,1) noise."""
     biased = amax_bits >> 23
     subnormal_e = tl.where(amax_bits >= (1 << 22), -127, -128)  # a >= 2^-127, else the floor
     e = tl.minimum(tl.where(biased > 0, biased - 127, subnormal_e), 127)
@@ -83,7 +107,7 @@ def _round(x, seed_ptr, offs, amax_bits, BITS: tl.constexpr, STOCHASTIC: tl.cons
     half = k >> 1  # arithmetic shift: floor(k / 2), as torch.div(..., "floor")
     v = x * _pow2_normal(half) * _pow2_normal(k - half)  # both in [-64, 71]: see block._parts
     if STOCHASTIC:
-        v = v + _uniform(tl.load(seed_ptr), offs)
+        v = v + noise
     m = (v + _ROUND_MAGIC) - _ROUND_MAGIC  # to nearest, ties to even
     if STOCHASTIC:  # floor, without tl.floor: on CUDA it flushes subnormals to zero
         m = m - tl.where(m > v, 1.0, 0.0)
@@ -103,7 +127,8 @@ def _tile_kernel(
     offs = rows * C + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
     amax = tl.max(tl.where(mask, _key_bits(x), 0), axis=1)[:, None]
-    tl.store(out_ptr + offs, _round(x, seed_ptr, offs, amax, BITS, STOCHASTIC), mask=mask)
+    noise = _uniform_at(tl.load(seed_ptr), rows, cols, C) if STOCHASTIC else 0.0
+    tl.store(out_ptr + offs, _round(x, noise, amax, BITS, STOCHASTIC), mask=mask)
     tl.store(amax_ptr + rows, amax, mask=rows < R)
 
 
@@ -122,18 +147,21 @@ def _apply_kernel(
     BITS: tl.constexpr, STOCHASTIC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    start = tl.program_id(1) * BLOCK
+    cols = start + tl.arange(0, BLOCK)
     mask = cols < C
     offs = row * C + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
     amax = tl.load(amax_ptr + row)
-    tl.store(out_ptr + offs, _round(x, seed_ptr, offs, amax, BITS, STOCHASTIC), mask=mask)
+    noise = _uniform_run(tl.load(seed_ptr), row, start, C, BLOCK) if STOCHASTIC else 0.0
+    tl.store(out_ptr + offs, _round(x, noise, amax, BITS, STOCHASTIC), mask=mask)
 
 
 @triton.jit
-def _noise_kernel(seed_ptr, out_ptr, N, BLOCK: tl.constexpr):
+def _noise_kernel(seed_ptr, out_ptr, N, C, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(out_ptr + offs, _uniform(tl.load(seed_ptr), offs), mask=offs < N)
+    noise = _uniform_at(tl.load(seed_ptr), offs // C, offs % C, C)
+    tl.store(out_ptr + offs, noise, mask=offs < N)
 
 
 def tile_shape(c: int) -> tuple[int, int]:
@@ -153,10 +181,10 @@ def fits(rows: Tensor) -> bool:
     return rows.numel() < 2**31 and _cdiv(rows.shape[1], CHUNK) < 65536
 
 
-def uniform(seed: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """The noise ``fake_quantize`` adds with this seed, element by element in memory order."""
+def uniform(seed: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The noise ``fake_quantize`` adds with this seed to rows of this (rows, columns) shape."""
     out = torch.empty(shape, dtype=torch.float32, device=seed.device)
-    _noise_kernel[(_cdiv(out.numel(), CHUNK),)](seed, out, out.numel(), BLOCK=CHUNK)
+    _noise_kernel[(_cdiv(out.numel(), CHUNK),)](seed, out, out.numel(), shape[1], BLOCK=CHUNK)
     return out
 
 
