@@ -11,6 +11,7 @@ from lpfl.algorithms import FedAvg
 from lpfl.config import make_config
 from lpfl.data import DATASETS, load_dataset, normalize
 from lpfl.engine import ClientData, DivergenceError, LocalTrainer, OptimizerSpec, run_simulation
+from lpfl.engine.recorder import PHASES, TIMINGS
 from lpfl.models import build_model
 from lpfl.quant import PrecisionPolicy, block_exponents
 from lpfl.wire import encode_many
@@ -48,7 +49,7 @@ def test_same_seed_same_rounds(tmp_path, tiny):
     for name in ("a", "b"):
         _quiet(make_config(**tiny, bits=6, out=str(tmp_path / name)))
         data = json.loads((tmp_path / name / "results.json").read_text())
-        rounds.append([{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]])
+        rounds.append([{k: v for k, v in r.items() if k not in TIMINGS} for r in data["rounds"]])
     assert rounds[0] == rounds[1]
     other = _quiet(make_config(**tiny, bits=6, seed=1))
     assert [r.test_loss for r in other.rounds] != [r["test_loss"] for r in rounds[0]]
@@ -67,9 +68,20 @@ def test_results_schema_and_csv(tmp_path, tiny):
         "round", "test_accuracy", "test_loss", "train_loss", "seconds",
         "clients", "uploads", "rejected", "bytes_up", "bytes_down",
         "quantized_test_accuracy", "quantized_test_loss", "client_accuracy", "client_loss",
+        "train_seconds", "upload_seconds", "server_seconds", "eval_seconds",
     }  # fmt: skip
     accs = [r["test_accuracy"] for r in data["rounds"] if r["test_accuracy"] is not None]
     assert data["summary"]["final_accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
+    # Where each round's time went: every phase timed, and together within the round.
+    for r in data["rounds"]:
+        phases = [r[f"{phase}_seconds"] for phase in PHASES]
+        assert min(phases) >= 0 and r["train_seconds"] > 0
+        assert sum(phases) <= r["seconds"]
+    assert set(data["summary"]["phase_seconds_median"]) == set(PHASES)
+    train = sorted(r["train_seconds"] for r in data["rounds"])
+    assert data["summary"]["phase_seconds_median"]["train"] == train[3]
+    (session,) = data["sessions"]
+    assert session["data_seconds"] >= 0 and session["setup_seconds"] > 0
     lines = (out / "metrics.csv").read_text().splitlines()
     assert (
         lines[0].startswith("round,test_accuracy,test_loss,train_loss,seconds,") and len(lines) == 8

@@ -11,13 +11,14 @@ import lpfl.engine.setup as setup
 from lpfl import cli
 from lpfl.config import ConfigError, make_config
 from lpfl.engine import run_simulation
+from lpfl.engine.recorder import TIMINGS
 
 SETTINGS = dict(dataset="digits", model="mlp", clients=6, participation=0.5, rounds=6, bits=6)
 
 
 def _rounds(out):
     data = json.loads((out / "results.json").read_text())
-    return data, [{k: v for k, v in r.items() if k != "seconds"} for r in data["rounds"]]
+    return data, [{k: v for k, v in r.items() if k not in TIMINGS} for r in data["rounds"]]
 
 
 def _power_cut_in_round_5(monkeypatch):

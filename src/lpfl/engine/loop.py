@@ -7,7 +7,6 @@ server aggregates in high precision and updates the moving average -> metrics.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..wire import decode, encode_many, fp32_bytes
 from . import checkpoint, numerics, setup
 from .evaluate import evaluate
 from .host_memory import keep_freed_memory
+from .laps import Laps
 from .messages import ClientData, ClientReply, DivergenceError, Rejection
 from .recorder import Recorder
 from .trackers import open_trackers
@@ -84,8 +84,10 @@ def _run(
     on_upload: Callable[[int, int, bytes], None] | None,
     resume: bool,
 ) -> Recorder:
+    started = Laps()  # start-up: reading the data, then everything up to the first round
     spec = DATASETS[cfg.dataset]
     train, test = load_dataset(cfg.dataset, cfg.resolved_data_dir())
+    started.lap("data")
     if cfg.clients > len(train):
         raise ConfigError(
             f"--clients: {cfg.clients} clients but only {len(train)} training samples"
@@ -140,6 +142,8 @@ def _run(
         log(f"resuming after round {done} of {cfg.rounds}")
     trackers = open_trackers(parse_trackers(cfg.trackers), Path(cfg.out or "."), config)
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers, data)
+    started.lap("setup")
+    recorder.describe_session(**{f"{k}_seconds": round(v, 3) for k, v in started.seconds.items()})
 
     def save_checkpoint(rnd: int) -> None:
         checkpoint.save(
@@ -160,15 +164,17 @@ def _run(
     bar = tqdm(rounds, desc=label or "rounds", disable=not progress, initial=done, total=cfg.rounds)
     try:
         for rnd in bar:
-            tic = time.perf_counter()
+            laps = Laps()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
             broadcast = server.broadcast()
             inputs = server.client_inputs()  # counted only: the simulator's clients share it
             # Every sampled client receives the same bytes, and trains where the data lives.
             start = {name: t.to(device) for name, t in decode(broadcast).items()}
             replies, dropped = [], []
+            laps.lap("server")
             with numerics.tensor_cores(tf32), numerics.fused_norm(cfg.fused_norm):
                 results = trainer.train_round(sampled, start, [clients[k] for k in sampled])
+            laps.lap("train")
             updates = [r.state for r in results if not isinstance(r, Rejection)]
             payloads = iter(encode_many(updates, uplink))  # in the order of ``results``
             for result in results:
@@ -190,7 +196,9 @@ def _run(
                         result.label_counts,
                     )
                 )
+            laps.lap("upload")
             rejected = dropped + server.update(rnd, replies)
+            laps.lap("server")
             for r in rejected:
                 recorder.reject(rnd, r.client, r.reason)
             evaluated = quantized = None
@@ -201,9 +209,10 @@ def _run(
                 if quantized_eval is not None:
                     quantized_eval.load_state_dict(server.model)
                     quantized = evaluate(quantized_eval, x_test, y_test, norm)
+            laps.lap("eval")
             metrics = setup.round_metrics(
-                rnd, evaluated, time.perf_counter() - tic, len(sampled), replies, len(rejected),
-                broadcast, quantized, server.downlink_bytes(sampled, broadcast, inputs),
+                rnd, evaluated, laps.total(), len(sampled), replies, len(rejected), broadcast,
+                quantized, server.downlink_bytes(sampled, broadcast, inputs), phases=laps.seconds,
             )  # fmt: skip
             recorder.record(metrics)
             acc, loss, train_loss = metrics.test_accuracy, metrics.test_loss, metrics.train_loss

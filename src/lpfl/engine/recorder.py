@@ -37,6 +37,17 @@ class RoundMetrics:
     quantized_test_loss: float | None = None  # rounding on, as the reference evaluates
     client_accuracy: float | None = None  # on Flower with client-eval-every: the global
     client_loss: float | None = None  # model on the nodes' own data, sample-weighted
+    # Where the round's seconds went (the simulator; each phase ends in a wait for the
+    # device, so on a GPU they are the phase's own): client training, encoding the
+    # uploads, the server (broadcast, decoding, aggregating) and evaluation.
+    train_seconds: float | None = None
+    upload_seconds: float | None = None
+    server_seconds: float | None = None
+    eval_seconds: float | None = None
+
+
+PHASES = ("train", "upload", "server", "eval")
+TIMINGS = ("seconds", *(f"{phase}_seconds" for phase in PHASES))  # differ run to run
 
 
 def summarize(
@@ -52,6 +63,13 @@ def summarize(
         "bytes_up_total": up,
         "bytes_down_total": down,
     }
+    timed = [r for r in rounds if r.train_seconds is not None]
+    if timed:  # medians: a run's first round also compiles and captures
+        summary["round_seconds_median"] = float(np.median([r.seconds for r in timed]))
+        summary["phase_seconds_median"] = {
+            phase: float(np.median([getattr(r, f"{phase}_seconds") or 0.0 for r in timed]))
+            for phase in PHASES
+        }
     if model_fp32_bytes:
         uploads, downloads = sum(r.uploads for r in rounds), sum(r.clients for r in rounds)
         summary["up_ratio_to_fp32"] = up / (uploads * model_fp32_bytes) if uploads else None
@@ -112,6 +130,10 @@ class Recorder:
             "rejections": self.rejections,
             "sessions": self.sessions,
         }
+
+    def describe_session(self, **facts: Any) -> None:
+        """Add facts about this process's session (e.g. its start-up seconds)."""
+        self.sessions[-1].update(facts)
 
     def _write_row(self, metrics: RoundMetrics) -> None:
         self._writer.writerow({k: _json_safe(v) for k, v in asdict(metrics).items()})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -246,10 +246,12 @@ def round_metrics(
     quantized: tuple[float, float] | None = None,
     bytes_down: int | None = None,
     on_clients: tuple[float, float] | None = None,
+    phases: Mapping[str, float] | None = None,
 ) -> RoundMetrics:
     """One round's record: the train loss is the sample-weighted mean over the replies.
 
-    ``bytes_down`` defaults to the broadcast sent to every sampled client.
+    ``bytes_down`` defaults to the broadcast sent to every sampled client; ``phases``
+    gives the seconds of the round's phases (``recorder.PHASES``) where they were timed.
     """
     losses = [(r.train_loss, r.num_samples) for r in replies if r.num_samples]
     train_loss = sum(lo * n for lo, n in losses) / sum(n for _, n in losses) if losses else math.nan
@@ -271,4 +273,5 @@ def round_metrics(
         quantized_test_loss=loss_q,
         client_accuracy=acc_c,
         client_loss=loss_c,
+        **{f"{phase}_seconds": seconds for phase, seconds in (phases or {}).items()},
     )
