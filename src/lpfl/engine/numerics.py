@@ -23,8 +23,10 @@ be on by default:
   exact in TF32 and the products equal the float32 simulation's. Only the raw
   input of the first layer is not quantized, so there TF32 rounds it (a relative
   error below 2^-11, far under the 2^-(W-2) of the rounding that follows). At 32
-  bits nothing is on a low-bit grid, so ``auto`` keeps full float32 there, and the
-  full-precision server model is always evaluated in float32.
+  bits nothing is on a low-bit grid, so ``auto`` keeps full float32 there. Test
+  evaluation of the server model runs outside this switch, with torch's defaults: on
+  CUDA that is cuDNN convolutions in TF32 and matrix products in float32, as the
+  reference evaluated.
 - Fused GroupNorm + ReLU (``--fused-norm``, on by default) runs that pair of layers
   over a stack of clients on CUDA as one Triton kernel each way
   (``models/norm_relu.py``): float32 values that differ from torch's ops by rounding
@@ -72,7 +74,8 @@ def fused_rounding(enabled: bool) -> Iterator[None]:
 
 @contextmanager
 def tensor_cores(enabled: bool) -> Iterator[None]:
-    """TF32 for convolutions and matrix products inside the block, float32 outside it."""
+    """TF32 for convolutions and matrix products inside the block, or neither; outside it,
+    the settings it found (torch's defaults: cuDNN convolutions TF32, matmuls float32)."""
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
