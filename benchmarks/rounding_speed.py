@@ -5,7 +5,9 @@ of one vectorized ConvNet step in the paper's CIFAR-10 setting (32 clients, batc
     .venv/bin/python benchmarks/rounding_speed.py --clients 2   # CPU: fewer clients
 
 The fused path is lpfl's Triton kernels on CUDA and ``torch.compile`` on the CPU; the
-first fused call (which compiles) is reported apart from the median. Each row also
+first fused call (which compiles) is reported apart from the median, and the fused
+call rounding to nearest beside it (no noise to draw: a stochastic call near it is
+bound by memory, not by drawing). Each row also
 says whether the two paths gave identical values rounding to nearest (the Triton
 kernels draw their stochastic noise from another stream than the eager ops). Prints
 one JSON object.
@@ -37,15 +39,17 @@ def tensors(k: int, batch: int, width: int) -> dict[str, tuple[tuple[int, ...], 
     }
 
 
-def timed(x: torch.Tensor, bits: int, blk: str, repeats: int) -> tuple[float, list[float]]:
-    """(first call's ms, the following calls' ms) of stochastic rounding."""
+def timed(
+    x: torch.Tensor, bits: int, blk: str, repeats: int, rounding: str = "stochastic"
+) -> tuple[float, list[float]]:
+    """(first call's ms, the following calls' ms) of a rounding."""
     times, cuda = [], x.is_cuda
     for _ in range(repeats + 1):
         if cuda:
             torch.cuda.synchronize()
         tic = time.perf_counter()
         g = torch.Generator(x.device).manual_seed(0)
-        block_quantize(x, bits, blk, "stochastic", g, batch_dims=1)
+        block_quantize(x, bits, blk, rounding, g, batch_dims=1)
         if cuda:
             torch.cuda.synchronize()
         times.append((time.perf_counter() - tic) * 1e3)
@@ -78,6 +82,10 @@ def main() -> None:
             values[path] = block_quantize(x, args.bits, blk, "nearest", batch_dims=1)
             row[path] = round(statistics.median(rest), 3)
             row[f"{path}_first_call"] = round(first, 1)
+        # The same kernels without noise: how much of a stochastic call drawing costs.
+        row["fused_nearest"] = round(
+            statistics.median(timed(x, args.bits, blk, args.repeats, "nearest")[1]), 3
+        )
         row["stayed_fused"] = fused_enabled()  # False: the kernel failed and lpfl went eager
         use_fused(False)
         row["speedup"] = round(row["eager"] / row["fused"], 2)

@@ -9,9 +9,10 @@
 #            the engine with its step captured as a CUDA graph (the default) against
 #            eager steps, bit for bit (tests/cuda_graph_check.py) (in OUT/session.log,
 #            about 70 s); where one fails, the runs of target and the sweeps round
-#            eagerly, or run without graphs
-#   kernels  check, then the kernels' milliseconds per call (OUT/rounding-speed.json),
-#            a round's uploads on the wire, one by one vs together (OUT/wire-round-speed.json),
+#            eagerly, or run without graphs; then the kernels' milliseconds per call,
+#            stochastic and to nearest (OUT/rounding-speed.json, about 20 s)
+#   kernels  check, then a round's uploads on the wire, one by one vs together
+#            (OUT/wire-round-speed.json),
 #            and each ConvNet layer stacked over clients, grouped convolution vs im2col
 #            (OUT/stacked-conv.json), and pooling and GroupNorm over the stack, torch's
 #            vmap rules vs candidate formulations, a fused Triton GroupNorm + ReLU among
@@ -121,9 +122,11 @@ if want check || want kernels; then
         log "target and sweeps run without CUDA graphs"
     fi
 fi
-if want kernels; then
+if want check || want kernels; then
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
+fi
+if want kernels; then
     timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \
         >"$out/wire-round-speed.json" 2>>"$out/session.log" || log "wire round speed: exit $?"
     timeout "$(cap 60)" $py benchmarks/stacked_conv.py >"$out/stacked-conv.json" \
