@@ -81,3 +81,16 @@ def test_unfold_is_torchs_bit_for_bit(kwargs):
     geometry = (conv.stride, conv.padding, conv.dilation)
     expected = torch.nn.functional.unfold(x, (3, 2), conv.dilation, conv.padding, conv.stride)
     assert torch.equal(input_conv._unfold(x, (3, 2), geometry), expected)
+
+
+@pytest.mark.parametrize("kwargs", [*SETTINGS, UNEVEN])
+def test_fold_is_torchs_bit_for_bit(kwargs):
+    """The input's error in a stack's backward: col2im, the inverse layout of unfold."""
+    conv = nn.Conv2d(3, 8, (3, 2), **kwargs)
+    geometry = (conv.stride, conv.padding, conv.dilation)
+    windows = input_conv._unfold(torch.empty(4, 3, 13, 11), (3, 2), geometry).shape
+    cols = torch.randn(windows)
+    expected = torch.nn.functional.fold(
+        cols, (13, 11), (3, 2), conv.dilation, conv.padding, conv.stride
+    )
+    assert torch.equal(input_conv._fold(cols, (13, 11), (3, 2), geometry), expected)

@@ -79,6 +79,32 @@ def _unfold(x: Tensor, kernel: tuple[int, int], geometry: Geometry) -> Tensor:
     return windows.reshape(n, c * kernel[0] * kernel[1], ho * wo)
 
 
+def _fold(
+    cols: Tensor, size: tuple[int, int], kernel: tuple[int, int], geometry: Geometry
+) -> Tensor:
+    """``F.fold(cols, size, kernel, dilation, padding, stride)`` (col2im), the inverse
+    layout of ``_unfold``, as one strided add per kernel position: (N, C*kh*kw, L) to
+    (N, C, H, W).
+
+    On CUDA ``F.fold`` launches a kernel per image, as ``F.unfold`` does; here a 3x3
+    kernel takes nine adds over the whole stack. On the CPU the adds run in ``F.fold``'s
+    order, so the sums are its own bit for bit.
+    """
+    (sh, sw), (ph, pw), (dh, dw) = geometry
+    (kh, kw), (h, w) = kernel, size
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    n, c = cols.shape[0], cols.shape[1] // (kh * kw)
+    blocks = cols.view(n, c, kh, kw, ho, wo)
+    out = cols.new_zeros(n, c, h + 2 * ph, w + 2 * pw)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+            columns = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
+            out[:, :, rows, columns] += blocks[:, :, i, j]
+    return out[:, :, ph : ph + h, pw : pw + w]
+
+
 class _StackedConv(Function):
     """K clients' convolutions: x (K, B, C, H, W), weight (K, O, C, kh, kw), bias (K, O)."""
 
@@ -104,9 +130,8 @@ class _StackedConv(Function):
         g = grad.reshape(k, b, o, -1)  # (K, B, O, L)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            stride, padding, dilation = ctx.geometry
             gcols = torch.matmul(weight.reshape(k, 1, o, -1).transpose(-1, -2), g)
-            gx = F.fold(gcols.flatten(0, 1), ctx.size, weight.shape[-2:], dilation, padding, stride)
+            gx = _fold(gcols.flatten(0, 1), ctx.size, weight.shape[-2:], ctx.geometry)
             gx = gx.view(k, b, *gx.shape[1:])
         if ctx.needs_input_grad[1]:
             # Per client and sample, then summed over samples: the sum over a sample's
