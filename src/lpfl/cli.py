@@ -23,7 +23,6 @@ from .data import DataFormatError, DatasetNotFoundError, load_dataset
 from .data.download import RELEASES, DownloadError, fetch
 from .data.loading import default_data_dir
 from .engine import DivergenceError, Recorder, run_simulation
-from .report import default_report_dir, plot_accuracy, write_report
 from .sweep import FINISHED, Point, load_spec, point_state, run_sweep
 
 # The demo: 32-bit FedAvg against 8-bit FedAvg with the server moving average, on the
@@ -123,6 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cfg, progress=not args.quiet, log=lambda _m: None, label=name
         )
         seconds[name] = time.perf_counter() - tic
+    from .report import plot_accuracy  # matplotlib: 0.3 s of start-up that run and sweep skip
+
     plot = out / "accuracy.png"
     plot_accuracy(
         {k: r.rounds for k, r in results.items()}, plot, "digits, non-IID (α=0.3), FedAvg"
@@ -186,6 +187,8 @@ def shard(points: Sequence[Point], spec: str) -> list[Point]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import default_report_dir, write_report  # see cmd_demo
+
     out = args.out or default_report_dir(args.dirs)
     for path in write_report(args.dirs, out):
         print(f"wrote {path}")
