@@ -12,11 +12,14 @@
 #            eagerly, or run without graphs; then the kernels' milliseconds per call,
 #            stochastic and to nearest (OUT/rounding-speed.json, about 20 s)
 #   kernels  check, then a round's uploads on the wire, one by one vs together
-#            (OUT/wire-round-speed.json),
-#            and each ConvNet layer stacked over clients, grouped convolution vs im2col
-#            (OUT/stacked-conv.json), and pooling and GroupNorm over the stack, torch's
-#            vmap rules vs candidate formulations, a fused Triton GroupNorm + ReLU among
-#            them, its values checked first (benchmarks/fused_norm.py, stage_ops.py; log)
+#            (OUT/wire-round-speed.json), convs, and pooling and GroupNorm over the
+#            stack, torch's vmap rules vs candidate formulations, a fused Triton
+#            GroupNorm + ReLU among them, its values checked first
+#            (benchmarks/fused_norm.py, stage_ops.py; log)
+#   convs    each ConvNet layer stacked over clients, grouped convolution vs im2col, with
+#            and without TF32 (OUT/stacked-conv.json, about 30 s): whether im2col, whose
+#            backward no longer uses F.fold (2026-11-28), pays for the hidden layers at
+#            32 bits, where their grouped float32 convolution is slow
 #   graph    what the CUDA graph of the vectorized step buys: captured vs eager ms per
 #            step (benchmarks/graph_probe.py; log)
 #   target   the 200-round CIFAR-10 run at 8 bits + moving average, timed end to end
@@ -129,8 +132,12 @@ fi
 if want kernels; then
     timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \
         >"$out/wire-round-speed.json" 2>>"$out/session.log" || log "wire round speed: exit $?"
+fi
+if want convs || want kernels; then
     timeout "$(cap 60)" $py benchmarks/stacked_conv.py >"$out/stacked-conv.json" \
         2>>"$out/session.log" || log "stacked conv: exit $?"
+fi
+if want kernels; then
     log "pooling and GroupNorm over the stack: torch under vmap vs candidates"
     timeout "$(cap 60)" $py benchmarks/fused_norm.py >>"$out/session.log" 2>&1 ||
         log "fused GroupNorm + ReLU kernels: values differ from torch or failed (exit $?)"
