@@ -10,7 +10,8 @@
 #            eager steps, bit for bit (tests/cuda_graph_check.py) (in OUT/session.log,
 #            about 70 s); where one fails, the runs of target and the sweeps round
 #            eagerly, or run without graphs; then the kernels' milliseconds per call,
-#            stochastic and to nearest (OUT/rounding-speed.json, about 20 s)
+#            stochastic and to nearest (OUT/rounding-speed.json, about 20 s), and runs
+#            cut off and resumed on the GPU (tests/gpu_resume_check.py, about 30 s)
 #   kernels  check, then a round's uploads on the wire, one by one vs together
 #            (OUT/wire-round-speed.json), convs, and pooling and GroupNorm over the
 #            stack, torch's vmap rules vs candidate formulations, a fused Triton
@@ -128,6 +129,9 @@ fi
 if want check || want kernels; then
     timeout "$(cap 90)" $py benchmarks/rounding_speed.py >"$out/rounding-speed.json" \
         2>>"$out/session.log" || log "rounding speed: exit $?"
+    log "a run cut off and resumed on this GPU against an uninterrupted one"
+    timeout "$(cap 120)" $py tests/gpu_resume_check.py >>"$out/session.log" 2>&1
+    log "resume check: exit $? (sweeps here save no checkpoints; this checks lpfl run --resume)"
 fi
 if want kernels; then
     timeout "$(cap 60)" $py benchmarks/wire_round_speed.py --device cuda \

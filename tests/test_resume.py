@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from power_cut import power_cut_in_round
 
 import lpfl.engine.loop as loop
-import lpfl.engine.setup as setup
 from lpfl import cli
 from lpfl.config import ConfigError, make_config
 from lpfl.engine import run_simulation
@@ -21,28 +21,12 @@ def _rounds(out):
     return data, [{k: v for k, v in r.items() if k not in TIMINGS} for r in data["rounds"]]
 
 
-def _power_cut_in_round_5(monkeypatch):
-    """Make round 5's evaluation raise, as a crash there would; returns the undo."""
-    real_evaluate, calls = setup.evaluate, {"n": 0}
-
-    def dies_in_round_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("power cut")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(setup, "evaluate", dies_in_round_5)
-    return lambda: monkeypatch.setattr(setup, "evaluate", real_evaluate)
-
-
 @pytest.mark.parametrize(
     ("engine", "algorithm"),
     [("vectorized", "fedavg"), ("sequential", "fedavg"), ("vectorized", "fedgen"),
      ("vectorized", "fedftg"), ("sequential", "splitmix")],
 )  # fmt: skip
-def test_resume_after_a_crash_matches_an_uninterrupted_run(
-    tmp_path, monkeypatch, engine, algorithm
-):
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, engine, algorithm):
     """FedGen and FedFTG also carry their generators and optimizers in the checkpoint;
     SplitMix the state of its per-round draw of each client's bases."""
     quiet = dict(progress=False, log=lambda _m: None)
@@ -53,14 +37,12 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
 
     crashed = tmp_path / "crashed"
     cfg = make_config(**settings, out=str(crashed), checkpoint_every=2)
-    power_back = _power_cut_in_round_5(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
+    with power_cut_in_round(5), pytest.raises(KeyboardInterrupt):
         run_simulation(cfg, **quiet)
     data, _ = _rounds(crashed)
     assert data["status"] == "failed" and len(data["rounds"]) == 4
     assert (crashed / "checkpoint.pt").exists()
 
-    power_back()
     with pytest.raises(ConfigError, match="unfinished run; continue it with `lpfl run --resume"):
         run_simulation(cfg, **quiet)  # a fresh start would write over the resumable run
     assert cli.main(["run", "--resume", str(crashed), "--quiet"]) == 0
@@ -89,10 +71,8 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
     )
     points = load_spec(spec).points()
     out = tmp_path / "runs"
-    power_back = _power_cut_in_round_5(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
+    with power_cut_in_round(5), pytest.raises(KeyboardInterrupt):
         run_sweep(points, out, progress=False)
-    power_back()
     resumed = []
     original_load = loop.checkpoint.load
     monkeypatch.setattr(loop.checkpoint, "load", lambda *a: resumed.append(1) or original_load(*a))
@@ -102,7 +82,7 @@ def test_a_sweep_resumes_a_partial_run_from_its_checkpoint(tmp_path, monkeypatch
     assert data["status"] == "completed" and len(data["rounds"]) == 6
 
 
-def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path):
     """``auto`` may pick another engine where a run resumes (CPU vs GPU); the optimizer
     states in the checkpoint only fit the engine that made them."""
     quiet = dict(progress=False, log=lambda _m: None)
@@ -111,10 +91,8 @@ def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path, monkeypatch)
     run_simulation(make_config(**settings, out=str(straight)), **quiet)
 
     crashed = tmp_path / "crashed"
-    power_back = _power_cut_in_round_5(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
+    with power_cut_in_round(5), pytest.raises(KeyboardInterrupt):
         run_simulation(make_config(**settings, out=str(crashed), checkpoint_every=2), **quiet)
-    power_back()
 
     explicit = make_config(**SETTINGS, engine="vectorized", out=str(crashed))
     with pytest.raises(ConfigError, match="sequential engine"):

@@ -169,4 +169,4 @@ class FedFTG(FedAvg):
         self.generator.load_state_dict(state["generator"])
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"].cpu())  # a CPU byte tensor, even for a CUDA generator

@@ -253,5 +253,5 @@ class FedGen(FedAvg):
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"].cpu())  # a CPU byte tensor, even for a CUDA generator
         self.trained_rounds = state["trained_rounds"]

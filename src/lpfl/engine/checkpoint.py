@@ -37,6 +37,9 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> di
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
     # The file holds RNG states and nested dicts, not just tensors; it is our own output.
+    # Every tensor lands on ``device``, where the trainers keep their clients' optimizer
+    # states; the server's model and the generators' states (torch takes those as CPU
+    # byte tensors only) go back to the host where they are loaded.
     return torch.load(path, map_location=device, weights_only=False)
 
 

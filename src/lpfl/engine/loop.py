@@ -138,7 +138,7 @@ def _run(
         server.load_state_dict(ckpt["server"])
         trainer.load_state_dict(ckpt["trainer"])
         rng.bit_generator.state = ckpt["numpy_rng"]
-        generator.set_state(ckpt["torch_generator"])
+        generator.set_state(ckpt["torch_generator"].cpu())  # a CPU byte tensor, always
         log(f"resuming after round {done} of {cfg.rounds}")
     trackers = open_trackers(parse_trackers(cfg.trackers), Path(cfg.out or "."), config)
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers, data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -23,6 +24,15 @@ from ..wire import WireError, WireFormat, decode, decode_many, encode
 from .messages import ClientReply, DivergenceError, Rejection
 
 log = logging.getLogger(__name__)
+
+
+def _on_host(tree: Any) -> Any:
+    """Tensors (in dicts, at any depth) on the host, where the server keeps its state."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {k: _on_host(v) for k, v in tree.items()}
+    return tree
 
 
 class Server:
@@ -147,8 +157,8 @@ class Server:
         """Fold one round's client models into the global model (rounds count from 1)."""
         if self.submodels is not None:
             aggregate = self.submodels.aggregate_into(self.model, updates)
-        else:
-            aggregate = self.algorithm.aggregate(updates)
+        else:  # FedFTG fine-tunes the aggregate on the training device
+            aggregate = _on_host(self.algorithm.aggregate(updates))
         bad = [k for k, v in aggregate.items() if not all_finite(v)]
         if bad:
             raise DivergenceError(f"round {round_}: aggregated model holds NaN/Inf in {bad[:3]}")
@@ -167,6 +177,7 @@ class Server:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model = state["model"]
-        vars(self.optimizer).update(state["optimizer"])
+        # A checkpoint loads onto the training device (``checkpoint.load``).
+        self.model = _on_host(state["model"])
+        vars(self.optimizer).update(_on_host(state["optimizer"]))
         self.algorithm.load_state_dict(state.get("algorithm", {}))  # older checkpoints: none

@@ -87,7 +87,7 @@ def run_rounds(
         check_same_run(ckpt["config"], cfg)
         done, history, token = ckpt["round"], ckpt["history"], ckpt["run_token"]
         server.load_state_dict(ckpt["server"])
-        generator.set_state(ckpt["torch_generator"])
+        generator.set_state(ckpt["torch_generator"].cpu())  # a CPU byte tensor, always
         log_line(f"resuming after round {done} of {cfg.rounds} (Flower counts this run's "
                  f"rounds from 1)")  # fmt: skip
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
