@@ -10,7 +10,8 @@ time is split into client training (``train``) and the rest (wire encoding, serv
 aggregation, evaluation). On CUDA the ablations show what a CUDA graph of the step,
 fused rounding, TF32 tensor cores and the fused GroupNorm + ReLU kernels each buy, and
 what lpfl's own stacked rules for the input convolution and for pooling buy over
-torch's (``TORCH_RULES``).
+torch's (``TORCH_RULES``), and what a rule lpfl does not use yet would
+(``CANDIDATE_RULES``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ AUTOTUNED = {f"{name}_cudnn_benchmark": variant for name, variant in VARIANTS.it
 TORCH_RULES: dict[str, tuple[type[nn.Module], Callable]] = {
     "grouped_input_conv": (InputConv2d, nn.Conv2d.forward),
     "torch_pooling": (AvgPool2x2, lambda self, x: F.avg_pool2d(x, 2)),
+}
+
+
+# On CUDA: a rule lpfl does not use yet, at both settings, for the next decision: the
+# input layer's im2col (its backward's col2im now strided adds, not F.fold's kernel per
+# image) for the ConvNet's hidden convolutions, which torch runs as grouped ones, slow in
+# float32 (stage 2: 11.7 ms a step, 2.0 with TF32; gpu-h200-2026-11-27b/stacked-conv-after).
+CANDIDATE_RULES: dict[str, tuple[type[nn.Module], Callable]] = {
+    "im2col_hidden_convs": (nn.Conv2d, InputConv2d.forward),
 }
 
 
@@ -137,7 +147,7 @@ def main() -> None:
     parser.add_argument(
         "--gpu-rows",
         help="comma-separated names of the CUDA-only rows to measure after the engine pairs "
-        "(default: all of TORCH_RULES, ABLATIONS and AUTOTUNED)",
+        "(default: all of TORCH_RULES, CANDIDATE_RULES, ABLATIONS and AUTOTUNED)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here after every measurement")
@@ -188,7 +198,7 @@ def main() -> None:
     )
     if on_cuda:
         rows = set(args.gpu_rows.split(",")) if args.gpu_rows else None
-        unknown = (rows or set()) - {*TORCH_RULES, *ABLATIONS, *AUTOTUNED}
+        unknown = (rows or set()) - {*TORCH_RULES, *CANDIDATE_RULES, *ABLATIONS, *AUTOTUNED}
         if unknown:
             parser.error(f"unknown --gpu-rows {sorted(unknown)}")
 
@@ -204,6 +214,13 @@ def main() -> None:
             with torch_rule(layer, forward):
                 spr[f"vectorized_8bit_ma_{name}"] = stacked(VARIANTS["8bit_ma"])
             save()
+        for name, (layer, forward) in CANDIDATE_RULES.items():
+            if not wanted(name):
+                continue
+            with torch_rule(layer, forward):
+                for setting, variant in VARIANTS.items():
+                    spr[f"vectorized_{setting}_{name}"] = stacked(variant)
+                    save()
         for name, variant in ABLATIONS.items():
             if wanted(name):
                 spr[f"vectorized_{name}"] = stacked(variant)
