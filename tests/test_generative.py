@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lpfl.algorithms import ClientUpdate, FedAvg, FedFTG, FedFTGOptions, FedGen, FedGenOptions
+from lpfl.algorithms.fedftg import stack_states
 from lpfl.config import ConfigError, make_config
 from lpfl.data import normalize
 from lpfl.engine import LocalTrainer, OptimizerSpec, VectorizedTrainer, run_simulation
@@ -180,7 +181,7 @@ def test_fedftg_distillation_moves_the_global_model_toward_the_ensemble():
     # client 0 holds is client 0's prediction alone.
     x = torch.randn(3, 1, 8, 8)
     alpha = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]])
-    ensemble, logits = fedftg._ensemble(x, alpha, [u.state for u in updates])
+    ensemble, logits = fedftg._ensemble(x, alpha, stack_states(updates, torch.device("cpu")))
     assert torch.allclose(ensemble.sum(1), torch.ones(3))
     assert torch.allclose(ensemble[0], logits[0, 0].softmax(-1))
     assert torch.allclose(ensemble[2], logits[1, 2].softmax(-1))
@@ -259,3 +260,27 @@ def test_head_forward_matches_the_models_forward(name):
     logits = model(x)
     assert torch.equal(head_forward(model, captured["f"]), logits), "same rounding"
     assert torch.equal(head_forward(model, captured["f"], params), logits)
+
+
+@pytest.mark.parametrize("batched", [True, False])  # a GPU's way; a ConvNet on the CPU
+@pytest.mark.parametrize("model", ["convnet", "resnet8"])  # GroupNorm; BatchNorm, training
+def test_fedftg_teachers_give_each_its_own_logits_batched_or_not(model, batched):
+    """Each teacher's logits as its own forward gives them; the uploads stay untouched
+    though training-mode BatchNorm moves the teachers' running statistics."""
+    torch.manual_seed(0)
+    net = build_model(model, 3, 16, CLASSES)
+    states = [{k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v.clone()
+               for k, v in net.state_dict().items()} for _ in range(3)]  # fmt: skip
+    updates = [ClientUpdate(i, s, 10, 0.0, (5, 5, 0, 0)) for i, s in enumerate(states)]
+    before = [{k: v.clone() for k, v in s.items()} for s in states]
+    fedftg = FedFTG(net, 3, 16, CLASSES, FedFTGOptions(noise_dim=4))
+    assert not fedftg.batched, "on the CPU a convolutional model's teachers run one by one"
+    fedftg.batched = batched
+    net.train()
+    x = torch.randn(4, 3, 16, 16)
+    alpha = torch.full((3, 4), 1 / 3)
+    _, logits = fedftg._ensemble(x, alpha, stack_states(updates, torch.device("cpu")))
+    for k, state in enumerate(states):
+        alone = torch.func.functional_call(net, {n: t.clone() for n, t in state.items()}, (x,))
+        torch.testing.assert_close(logits[k], alone, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(s[k], b[k]) for s, b in zip(states, before, strict=True) for k in s)

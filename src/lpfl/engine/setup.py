@@ -29,7 +29,7 @@ from ..algorithms.server_optimizers import build_server_optimizer
 from ..algorithms.submodels import assign_widths, parse_widths
 from ..config import RunConfig
 from ..data import DATASETS, holdout, partition
-from ..models import build_model
+from ..models import build_model, stacking_pays
 from ..quant import PrecisionPolicy
 from .client import LocalTrainer, OptimizerSpec
 from .evaluate import evaluate
@@ -154,16 +154,14 @@ def engine_name(cfg: RunConfig, model: nn.Module, algo: Algorithm) -> str:
     MLP (1.5-2.2x). On the CPU, though, ``vmap`` turns a convolution into a grouped
     one and GroupNorm's per-client affine into extra passes over the activations:
     the paper's ConvNet trains about 2x slower stacked than one client at a time
-    (``results/engine-speed-cpu-convnet.json``). HeteroFL/SplitMix clients have
-    different shapes and always train one after another, on the sub-model engine.
+    (``models.stacking_pays``). HeteroFL/SplitMix clients have different shapes and
+    always train one after another, on the sub-model engine.
     """
     if isinstance(algo, SubModelAlgorithm):
         return "sequential"
     if cfg.engine != "auto":
         return cfg.engine
-    on_cuda = next(model.parameters()).device.type == "cuda"
-    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    return "vectorized" if on_cuda or not convolutional else "sequential"
+    return "vectorized" if stacking_pays(model) else "sequential"
 
 
 def trainer(

@@ -73,6 +73,15 @@ def head_forward(
     return model.logits_quant(logits)
 
 
+def stacking_pays(model: nn.Module) -> bool:
+    """Whether running K copies of ``model`` as one stack (``vmap``) beats running them
+    one after another, on the device that holds it: on CUDA, yes (3x for the paper's
+    ConvNet's training); on the CPU only without convolutions, which ``vmap`` turns into
+    grouped ones that take about 2x as long there (``results/engine-speed-cpu-convnet.json``)."""
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    return on_cuda or not any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def _classifier(model: nn.Module) -> nn.Linear:
     head = getattr(model, HEAD, None)
     if not isinstance(head, nn.Linear):
@@ -93,4 +102,5 @@ __all__ = [
     "resnet8",
     "resnet18",
     "scaled",
+    "stacking_pays",
 ]
