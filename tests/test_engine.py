@@ -197,3 +197,16 @@ def test_eval_quantized_reports_both_views_without_changing_training(tiny):
     assert all(r.quantized_test_accuracy is None for r in plain.rounds)
     assert all(r.quantized_test_loss is not None for r in both.rounds)
     assert [r.quantized_test_loss for r in both.rounds] != [r.test_loss for r in both.rounds]
+
+
+def test_results_json_holds_every_round_however_its_config_reads(tmp_path, tiny, monkeypatch):
+    """results.json splices in rounds serialised once each; a config string equal to the
+    placeholder they replace changes nothing of what is read back."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "<rounds>"
+    recorder = _quiet(make_config(**(tiny | {"rounds": 3}), out="<rounds>"))  # a config value
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["out"] == "<rounds>"
+    assert [r["round"] for r in data["rounds"]] == [1, 2, 3]
+    assert data["rounds"][2]["test_loss"] == recorder.rounds[2].test_loss
+    assert data["summary"] == json.loads(json.dumps(recorder.summary()))
