@@ -8,10 +8,10 @@ must come back to the host: torch takes a generator's state as a CPU byte tensor
 and the server adds host tensors to its model. On the CPU (``test_resume.py``, every
 CI run) the training device is the host, so only a GPU shows this; before 2026-11-28 a
 run resumed on a GPU failed at its first round. For FedAvg with the moving average,
-FedAvg with server momentum, FedGen and FedFTG (whose server works on the device), a
-digits run is cut off in round 5 after a round-4 checkpoint, resumed, and its rounds
-must equal an uninterrupted run's. Prints one line per setting; exits non-zero on the
-first failure.
+FedAvg with server momentum, FedGen and FedFTG (whose server works on the device, with
+the MLP and with the ConvNet), a digits run is cut off in round 5 after a round-4
+checkpoint, resumed, and its rounds must equal an uninterrupted run's. Prints one line
+per setting; exits non-zero on the first failure.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ SETTINGS = {
     "fedavg, server momentum": dict(server_opt="momentum", server_lr=0.5),
     "fedgen": dict(algorithm="fedgen"),
     "fedftg": dict(algorithm="fedftg", fedftg_iterations=2),
+    # The paper's model: on a GPU FedFTG runs its teachers as one stack through the
+    # ConvNet's own stack rules (im2col input layer, fused GroupNorm + ReLU).
+    "fedftg, convnet": dict(algorithm="fedftg", model="convnet", fedftg_iterations=2),
 }
 
 
@@ -46,8 +49,8 @@ def rounds(out: Path) -> list[dict]:
 def check(name: str, settings: dict, device: str, tmp: Path) -> None:
     quiet = dict(progress=False, log=lambda _m: None)
     straight, crashed = tmp / "straight", tmp / "crashed"
-    run_simulation(make_config(**BASE, **settings, device=device, out=str(straight)), **quiet)
-    cfg = make_config(**BASE, **settings, device=device, out=str(crashed), checkpoint_every=2)
+    run_simulation(make_config(**(BASE | settings), device=device, out=str(straight)), **quiet)
+    cfg = make_config(**(BASE | settings), device=device, out=str(crashed), checkpoint_every=2)
     try:
         with power_cut_in_round(5):
             run_simulation(cfg, **quiet)
