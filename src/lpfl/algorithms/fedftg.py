@@ -165,9 +165,8 @@ class FedFTG(FedAvg):
         opts = self.options
         x = self.generator(y, z)
         ensemble, logits = self._ensemble(x, alpha, teachers)
-        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(alpha)), reduction="none").view_as(
-            alpha
-        )
+        targets = y.repeat(len(alpha))  # each teacher's logits against the drawn labels
+        ce = F.cross_entropy(logits.flatten(0, 1), targets, reduction="none").view_as(alpha)
         fidelity = (alpha * ce).sum(0).mean()
         student = self.model(x)
         agree = (student.argmax(-1) == ensemble.argmax(-1)).float()
