@@ -14,6 +14,7 @@ from lpfl.config import ConfigError, make_config
 from lpfl.engine import DivergenceError, Recorder, resolve_device
 from lpfl.provenance import device_name
 from lpfl.sweep import load_spec, run_hash, runner
+from lpfl.sweep.durations import Durations
 
 BASE = """
 [base]
@@ -218,8 +219,8 @@ def test_time_budget_starts_no_run_that_would_overrun(tmp_path, monkeypatch):
 def test_time_budget_judges_a_first_run_by_earlier_runs_on_this_device(tmp_path, monkeypatch):
     """A fresh process knows nothing of its own, but the folder holds earlier runs: one
     of the same kind on this device that took 100 s keeps the 8-bit point from starting
-    with 50 s to go; a 1000-s run on another device says nothing, so the 32-bit one
-    (after it in the grid) still starts."""
+    with 50 s to go; a 1000-s run on another device says nothing, so the 32-bit one, of
+    a kind not run here yet, is judged by the longest run known here, and waits too."""
     spec, out = _spec(tmp_path, "bits = [8, 32]\n"), tmp_path / "out"
     eight, thirty_two = load_spec(spec).points()
     here = device_name(resolve_device(eight.config.device))
@@ -239,8 +240,11 @@ def test_time_budget_judges_a_first_run_by_earlier_runs_on_this_device(tmp_path,
     tally = runner.run_sweep(
         [eight, thirty_two], out, progress=False, echo=messages.append, time_budget=50
     )
-    assert tally.ran == 1 and thirty_two.hash in _runs(out) and eight.hash not in _runs(out)
-    assert "1 run(s) not started" in messages[-1] and "expected 100 s" in messages[-1]
+    assert tally.ran == 0 and not {eight.hash, thirty_two.hash} & set(_runs(out))
+    assert "2 run(s) not started" in messages[-1] and "expected 100 s" in messages[-1]
+    durations = Durations(out, here)
+    assert durations.expect(thirty_two.config.to_dict()) == 100  # not the other device's
+    assert Durations(tmp_path / "empty", here).expect(thirty_two.config.to_dict()) == 0
 
 
 def test_only_selects_points_by_setting(tmp_path, capsys):

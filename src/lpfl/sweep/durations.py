@@ -7,7 +7,9 @@ the runs of earlier slots, and each results.json names the device its rounds ran
 and when they started and finished. So a run's duration is judged, in this order, by
 the longest run of the same kind this process has made, by the most recent finished
 run of the same kind in the folder that ran in one session on this device (the newest
-code's speed), and by the longest run of any kind this process has made.
+code's speed), and for a kind not seen yet by the longest run of any kind known, this
+process's or the folder's on this device (a first FedFTG run, say, is no quicker than
+the FedAvg runs before it: judging it by nothing would start it in any window).
 """
 
 from __future__ import annotations
@@ -69,4 +71,4 @@ class Durations:
             return self.here[key]
         if key in self.earlier:
             return self.earlier[key]
-        return max(self.here.values(), default=0.0)
+        return max([*self.here.values(), *self.earlier.values()], default=0.0)
