@@ -274,3 +274,35 @@ def test_a_cell_agrees_within_the_papers_spread_or_two_points():
     assert "54.2 (n=1) · paper 57.4 · Δ -3.2 ≠" in text and "Δ -0.4 ≈" in text
     assert "1 of 2 measured cells agree." in text
     assert "- differs: 8b avg, cifar10 α=0.04: 54.2 (n=1) vs 57.4 (Δ -3.2)" in text
+
+
+def test_timing_gives_each_kind_of_run_its_median_round_by_phase(runs, tmp_path):
+    """Medians over every round but each run's first, per device, commit and kind; runs
+    from before the phases were recorded show their round time alone."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs, root)
+    old = next(p for p in root.glob("*/results.json") if '"bits": 32' in p.read_text())
+    data = json.loads(old.read_text())
+    for r in data["rounds"]:  # as a run from an older lpfl reads
+        for phase in ("train", "upload", "server", "eval"):
+            del r[f"{phase}_seconds"]
+    data["sessions"][0] |= {"commit": "0ld0ld0ld0ld"}
+    del data["sessions"][0]["data_seconds"], data["sessions"][0]["setup_seconds"]
+    old.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(root), "--out", str(out)]) == 0
+    lines = [line for line in (out / "timing.md").read_text().splitlines() if line[:2] == "| "]
+    head, *rows = ([c.strip() for c in line.strip("|").split("|")] for line in lines)
+    table = {(row[head.index("bits")], row[head.index("runs")]): dict(zip(head, row, strict=True))
+             for row in rows}  # fmt: skip
+    assert set(table) == {("8", "3"), ("32", "2"), ("32", "1")}, "the old run, its own row"
+    assert table["32", "1"]["lpfl"] == "0ld0ld0ld0ld" and table["32", "2"]["train s"] != "—"
+    eight = [json.loads(p.read_text()) for p in root.glob("*/results.json")]
+    eight = [r for r in eight if r["config"]["bits"] == 8]
+    trains = [r["train_seconds"] for run in eight for r in run["rounds"][1:]]
+    assert table["8", "3"]["train s"] == f"{statistics.median(trains):.3f}"
+    startup = [s["data_seconds"] + s["setup_seconds"] for run in eight for s in run["sessions"]]
+    assert table["8", "3"]["start-up s"] == f"{statistics.median(startup):.3f}"
+    edited = table["32", "1"]
+    assert edited["train s"] == edited["start-up s"] == "—"
+    assert edited["s/round"] == f"{statistics.median(r['seconds'] for r in data['rounds'][1:]):.3f}"
