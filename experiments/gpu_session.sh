@@ -55,6 +55,10 @@
 #     LPFL_COMMIT=<git rev-parse --short=12 HEAD> PARTS="check table1 methods" \
 #     experiments/gpu_session.sh /root/d $OUT <seconds left, less about 60>
 #   and commit the finished run folders of OUT/runs.tar.gz into results/gpu-runs/.
+# The first slot after 2026-11-28's changes (noise shared by four elements, resume on a
+# GPU, FedFTG's stacked teachers, col2im without F.fold) also measures im2col for the
+# hidden convolutions, about 2 minutes more: PARTS="check convs bench table1 methods"
+# BENCH_DATASETS=fmnist SEQUENTIAL_ROUNDS=0 GPU_ROWS=im2col_hidden_convs.
 #
 # At most 8 files come back from a slot: these parts write 8 (with session.log).
 # Finished runs come back in OUT/runs.tar.gz. Checkpoints are off: one holds every
