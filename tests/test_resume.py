@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from power_cut import power_cut_in_round
 
 import lpfl.engine.loop as loop
@@ -101,3 +102,33 @@ def test_a_resumed_run_keeps_the_engine_of_its_checkpoint(tmp_path):
     resumed, rows = _rounds(crashed)
     assert resumed["config"]["engine"] == "sequential"
     assert rows == _rounds(straight)[1]
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "fedgen", "fedftg"])
+def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_new_random_stream(
+    tmp_path, algorithm, caplog
+):
+    """A CUDA generator's state (16 bytes: seed and offset) cannot continue a CPU
+    generator, nor the other way round: the run goes on from a new stream and says so,
+    and the rounds before the checkpoint stay as they were."""
+    quiet = dict(progress=False, log=lambda _m: None)
+    settings = SETTINGS | dict(algorithm=algorithm, fedftg_iterations=2)
+    crashed = tmp_path / "crashed"
+    cfg = make_config(**settings, out=str(crashed), checkpoint_every=2)
+    with power_cut_in_round(5), pytest.raises(KeyboardInterrupt):
+        run_simulation(cfg, **quiet)
+    _, before = _rounds(crashed)
+    ckpt = torch.load(crashed / "checkpoint.pt", weights_only=False)
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator saves
+    ckpt["torch_generator"] = cuda_state
+    if algorithm != "fedavg":
+        ckpt["server"]["algorithm"]["rng"] = cuda_state
+    torch.save(ckpt, crashed / "checkpoint.pt")
+    said: list[str] = []
+    run_simulation(cfg, resume=True, progress=False, log=said.append)
+    data, rows = _rounds(crashed)
+    assert data["status"] == "completed" and len(rows) == 6
+    assert rows[:4] == before[:4]
+    assert any("another kind of device" in line for line in said)
+    drawn_anew = [r for r in caplog.records if "cannot continue" in r.getMessage()]
+    assert len(drawn_anew) == (1 if algorithm == "fedavg" else 2)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from .. import random_state
 from ..models import stacking_pays
 from .base import Check, ClientUpdate, Options, State, label_count_matrix, label_counts_problem
 from .fedavg import FedAvg
@@ -104,6 +105,7 @@ class FedFTG(FedAvg):
             self.generator.parameters(), lr=opts.generator_lr
         )
         self.optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+        self.seed = seed
         self.rng = torch.Generator(self.device).manual_seed(seed)
         self.last_distill_losses: list[float] = []
 
@@ -188,4 +190,4 @@ class FedFTG(FedAvg):
         self.generator.load_state_dict(state["generator"])
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.set_state(state["rng"].cpu())  # a CPU byte tensor, even for a CUDA generator
+        random_state.restore(self.rng, state["rng"], self.seed + 1)

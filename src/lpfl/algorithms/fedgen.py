@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import random_state
 from ..models import HEAD
 from ..quant import BlockFormat, quantize
 from .base import (
@@ -101,6 +102,7 @@ class FedGen(FedAvg):
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=opts.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, opts.decay)
+        self.seed = seed
         self.rng = torch.Generator(self.device).manual_seed(seed)  # server-side draws only
         # (α_t, β_t) as the clients' step reads them: set with trained_rounds, in place.
         self.client_weights = torch.zeros(2, device=self.device)
@@ -253,5 +255,5 @@ class FedGen(FedAvg):
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.set_state(state["rng"].cpu())  # a CPU byte tensor, even for a CUDA generator
         self.trained_rounds = state["trained_rounds"]
+        random_state.restore(self.rng, state["rng"], self.seed + self.trained_rounds)

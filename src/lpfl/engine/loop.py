@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import random_state
 from ..config import ConfigError, RunConfig, parse_trackers
 from ..data import DATASETS, load_dataset, normalize, summarize_partition
 from ..wire import decode, encode_many, fp32_bytes
@@ -138,8 +139,10 @@ def _run(
         server.load_state_dict(ckpt["server"])
         trainer.load_state_dict(ckpt["trainer"])
         rng.bit_generator.state = ckpt["numpy_rng"]
-        generator.set_state(ckpt["torch_generator"].cpu())  # a CPU byte tensor, always
         log(f"resuming after round {done} of {cfg.rounds}")
+        if not random_state.restore(generator, ckpt["torch_generator"], cfg.seed + done):
+            log("the checkpoint was made on another kind of device: rounding noise and "
+                "batch order continue from a new random stream")  # fmt: skip
     trackers = open_trackers(parse_trackers(cfg.trackers), Path(cfg.out or "."), config)
     recorder = Recorder(cfg.out, config, fp32_bytes(server.model), history, trackers, data)
     started.lap("setup")

@@ -20,6 +20,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
+from .. import random_state
 from ..config import ConfigError, RunConfig, field_defaults
 from ..data import DATASETS, load_dataset, normalize
 from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
@@ -87,7 +88,7 @@ def run_rounds(
         check_same_run(ckpt["config"], cfg)
         done, history, token = ckpt["round"], ckpt["history"], ckpt["run_token"]
         server.load_state_dict(ckpt["server"])
-        generator.set_state(ckpt["torch_generator"].cpu())  # a CPU byte tensor, always
+        random_state.restore(generator, ckpt["torch_generator"], cfg.seed + done)
         log_line(f"resuming after round {done} of {cfg.rounds} (Flower counts this run's "
                  f"rounds from 1)")  # fmt: skip
     config = cfg.to_dict() | {"device": str(device), "data_dir": str(cfg.resolved_data_dir())}
