@@ -193,8 +193,8 @@ class Recorder:
         assert self.dir is not None
         tmp = self.dir / "results.json.tmp"
         # Rewritten every round: the rounds, serialised once each, are spliced in, so a
-        # long run's writes do not grow into re-serialising every earlier round (7 ms a
-        # write after 200 rounds on the 2-core CPU, 0.7 s over the run).
+        # long run's writes do not grow into re-serialising every earlier round (which
+        # made the writes of a run quadratic in its length).
         rounds = "[\n" + ",\n".join(self._round_texts) + "\n ]" if self._round_texts else "[]"
         # As a key and value, unescaped: no string inside a value can match it.
         slot = f'"rounds": {json.dumps(_ROUNDS)}'

@@ -20,7 +20,9 @@ writing and rereading their noise was two fifths of a rounding's memory traffic.
 One Philox draw gives four 32-bit numbers, and four neighbouring elements of a row
 share it: drawn per element, Philox was three quarters of the rounding pass's
 instructions (91 per element at 8 bits, 50 when shared, counted in the PTX built for
-an H100), enough to make the pass slower than its memory traffic.
+an H100 by ``benchmarks/kernel_instructions.py``). On the H200 the unshared kernels took
+0.93 ms for a first-stage activation (``results/gpu-h200-2026-11-27b/rounding-speed.json``)
+whose memory traffic alone takes about a third of that.
 ``uniform`` writes the same noise out, so the checks can hand it to the eager ops.
 
 Rows of up to ``TILE`` elements (weights, gradients, biases: most calls) are rounded
