@@ -87,10 +87,14 @@ def _json_safe(value: Any) -> Any:
 _ROUNDS = "<rounds>"  # a placeholder: results.json's rounds, spliced in by _write_json
 
 
-def _round_text(metrics: RoundMetrics) -> str:
-    """One round as it stands in results.json's rounds list (two spaces in, indent 1)."""
-    text = json.dumps({k: _json_safe(v) for k, v in asdict(metrics).items()}, indent=1)
-    return "  " + text.replace("\n", "\n  ")
+def _row(metrics: RoundMetrics) -> dict[str, Any]:
+    """One round's values as metrics.csv and results.json write them (NaN as null)."""
+    return {k: _json_safe(v) for k, v in asdict(metrics).items()}
+
+
+def _round_text(row: dict[str, Any]) -> str:
+    """One round (``_row``) as it stands in results.json's rounds list (two spaces in)."""
+    return "  " + json.dumps(row, indent=1).replace("\n", "\n  ")
 
 
 class Recorder:
@@ -114,7 +118,7 @@ class Recorder:
         self.trackers = trackers or []
         history = history or {"rounds": [], "rejections": []}
         self.rounds = [RoundMetrics(**r) for r in history["rounds"]]
-        self._round_texts = [_round_text(r) for r in self.rounds]  # see _write_json
+        self._round_texts: list[str] = []  # results.json's rounds: see _write_json
         self.rejections: list[dict[str, Any]] = list(history["rejections"])
         here = provenance.session(config.get("device", "cpu"))
         self.sessions = [*history.get("sessions", []), {"first_round": len(self.rounds) + 1} | here]
@@ -130,8 +134,9 @@ class Recorder:
                 self._csv, fieldnames=list(RoundMetrics.__dataclass_fields__)
             )
             self._writer.writeheader()
-            for metrics in self.rounds:
-                self._write_row(metrics)
+            for row in map(_row, self.rounds):
+                self._round_texts.append(_round_text(row))
+                self._write_row(row)
             self._write_json()
 
     def state_dict(self) -> dict[str, Any]:
@@ -145,8 +150,8 @@ class Recorder:
         """Add facts about this process's session (e.g. its start-up seconds)."""
         self.sessions[-1].update(facts)
 
-    def _write_row(self, metrics: RoundMetrics) -> None:
-        self._writer.writerow({k: _json_safe(v) for k, v in asdict(metrics).items()})
+    def _write_row(self, row: dict[str, Any]) -> None:
+        self._writer.writerow(row)
         self._csv.flush()
 
     def reject(self, round_: int, client: int, reason: str) -> None:
@@ -155,11 +160,12 @@ class Recorder:
 
     def record(self, metrics: RoundMetrics) -> None:
         self.rounds.append(metrics)
-        self._round_texts.append(_round_text(metrics))
         for tracker in self.trackers:
             tracker.log(metrics)
         if self.dir is not None:
-            self._write_row(metrics)
+            row = _row(metrics)
+            self._round_texts.append(_round_text(row))
+            self._write_row(row)
             self._write_json()
 
     def finish(self, status: str = "completed", error: str | None = None) -> None:
