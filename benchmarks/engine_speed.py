@@ -208,19 +208,15 @@ def main() -> None:
         def stacked(variant: dict) -> dict[str, float]:
             return measure(base | variant | {"engine": "vectorized"}, clock)
 
-        for name, (layer, forward) in TORCH_RULES.items():  # first: what lpfl's rules buy
-            if not wanted(name):
-                continue
-            with torch_rule(layer, forward):
-                spr[f"vectorized_8bit_ma_{name}"] = stacked(VARIANTS["8bit_ma"])
-            save()
-        for name, (layer, forward) in CANDIDATE_RULES.items():
-            if not wanted(name):
-                continue
-            with torch_rule(layer, forward):
-                for setting, variant in VARIANTS.items():
-                    spr[f"vectorized_{setting}_{name}"] = stacked(variant)
-                    save()
+        # First what lpfl's rules buy (at 8 bits), then what a candidate would (at both).
+        for rules, measured_at in ((TORCH_RULES, ["8bit_ma"]), (CANDIDATE_RULES, list(VARIANTS))):
+            for name, (layer, forward) in rules.items():
+                if not wanted(name):
+                    continue
+                with torch_rule(layer, forward):
+                    for setting in measured_at:
+                        spr[f"vectorized_{setting}_{name}"] = stacked(VARIANTS[setting])
+                        save()
         for name, variant in ABLATIONS.items():
             if wanted(name):
                 spr[f"vectorized_{name}"] = stacked(variant)
