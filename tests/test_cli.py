@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from power_cut import power_cut_in_round
 
 from lpfl import cli
+from lpfl.sweep import run_hash
 
 
 def test_run_writes_results(tmp_path, capsys):
@@ -71,10 +74,48 @@ def test_invalid_flags_are_refused_with_one_line(argv, flag, capsys, tmp_path):
     assert not out.exists(), "nothing may be written for a refused config"
 
 
-def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cifar10" in err and str(tmp_path) in err
+    assert not (tmp_path / "runs").exists(), "a run that cannot start leaves no folder"
+
+
+def test_run_without_out_keeps_its_results_under_runs_hash(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset", "digits", "--model", "mlp", "--clients", "4", "--rounds", "2"]
+    assert cli.main(["run", *argv, "--quiet"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert folder.name == run_hash(data["config"]) and len(data["rounds"]) == 2
+    assert f"results: {Path('runs') / folder.name / 'results.json'}" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_the_rounds_and_says_how_to_go_on(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["--dataset", "digits", "--model", "mlp", "--clients", "4", "--rounds", "6"]
+    with power_cut_in_round(4):  # a KeyboardInterrupt in round 4, after round 2's checkpoint
+        code = cli.main(["run", *argv, "--checkpoint-every", "2", "--out", str(out), "--quiet"])
+    assert code == cli.INTERRUPTED
+    err = capsys.readouterr().err
+    assert f"lpfl run --resume {out}" in err and "Traceback" not in err
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "interrupted" and len(data["rounds"]) == 3
+    assert data["error"].startswith("KeyboardInterrupt")
+
+
+def test_ctrl_c_in_a_sweep_says_the_same_command_goes_on(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\n[base]\ndataset = "digits"\nmodel = "mlp"\n'
+        "clients = 4\nrounds = 3\n[grid]\nseed = [0, 1]\n"
+    )
+    with power_cut_in_round(5):  # round 2 of the second run
+        assert cli.main(["sweep", str(spec), "--quiet"]) == cli.INTERRUPTED
+    assert "The same command goes on" in capsys.readouterr().err
+    assert cli.main(["sweep", str(spec), "--quiet"]) == 0
+    assert "1 run, 1 skipped" in capsys.readouterr().out
 
 
 def test_demo_prints_table_and_saves_plot(tmp_path, capsys, monkeypatch):

@@ -41,7 +41,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, engine, alg
     with power_cut_in_round(5), pytest.raises(KeyboardInterrupt):
         run_simulation(cfg, **quiet)
     data, _ = _rounds(crashed)
-    assert data["status"] == "failed" and len(data["rounds"]) == 4
+    assert data["status"] == "interrupted" and len(data["rounds"]) == 4
     assert (crashed / "checkpoint.pt").exists()
 
     with pytest.raises(ConfigError, match="unfinished run; continue it with `lpfl run --resume"):

@@ -15,15 +15,17 @@ import sys
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, coerce_settings, field_type, flag, make_config
 from .data import DataFormatError, DatasetNotFoundError, load_dataset
 from .data.download import RELEASES, DownloadError, fetch
 from .data.loading import default_data_dir
-from .engine import DivergenceError, Recorder, run_simulation
-from .sweep import FINISHED, Point, load_spec, point_state, run_sweep
+from .engine import DivergenceError, Recorder, checkpoint, run_simulation
+from .sweep import FINISHED, Point, load_spec, point_state, run_hash, run_sweep
+
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 # The demo: 32-bit FedAvg against 8-bit FedAvg with the server moving average, on the
 # bundled 8x8 digits, split non-IID. Sized to finish in well under a minute on 2 CPU cores.
@@ -49,9 +51,11 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     for f in fields(RunConfig):
         choices = f.metadata["choices"]
-        options = f"{'|'.join(map(str, choices))}; " if choices else ""
-        # argparse %-formats help texts; the config's own texts may say "k % n".
-        help_ = f"{f.metadata['help']} ({options}default: {f.default})".replace("%", "%%")
+        facts = ["|".join(map(str, choices))] if choices else []
+        if f.default is not None:  # a None default is described by the help text itself
+            facts.append(f"default: {f.default}")
+        help_ = f.metadata["help"] + (f" ({'; '.join(facts)})" if facts else "")
+        help_ = help_.replace("%", "%%")  # argparse %-formats help; a text may say "k % n"
         if isinstance(f.default, bool):
             parser.add_argument(
                 flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_
@@ -68,9 +72,11 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace) -> RunConfig:
+    """The run's settings; without --out its results go to runs/HASH, so none is lost."""
     overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)}
     if args.resume is None:
-        return make_config(args.config, **overrides)
+        cfg = make_config(args.config, **overrides)
+        return cfg if cfg.out else replace(cfg, out=str(Path("runs") / run_hash(cfg.to_dict())))
     given = [flag(k) for k, v in overrides.items() if v is not None] + (
         ["--config"] * bool(args.config)
     )
@@ -101,13 +107,23 @@ def _format_summary(recorder: Recorder) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from(args)
+    assert cfg.out is not None
+    results = Path(cfg.out) / "results.json"
     log = (lambda _msg: None) if args.quiet else print
-    recorder = run_simulation(cfg, progress=not args.quiet, log=log, resume=args.resume is not None)
+    log(f"writing results to {cfg.out}")
+    try:
+        recorder = run_simulation(
+            cfg, progress=not args.quiet, log=log, resume=args.resume is not None
+        )
+    except KeyboardInterrupt:
+        kept = "its last checkpoint" if (Path(cfg.out) / checkpoint.FILENAME).exists() else None
+        go_on = f"continue from {kept}: lpfl run --resume {cfg.out}" if kept else "none to resume"
+        print(f"lpfl: interrupted; the rounds so far are in {results} ({go_on})", file=sys.stderr)
+        return INTERRUPTED
     print(
         f"final accuracy (mean ± std of the last 5 evaluated rounds): {_format_summary(recorder)}"
     )
-    if cfg.out:
-        print(f"results: {Path(cfg.out) / 'results.json'}")
+    print(f"results: {results}")
     return 0
 
 
@@ -151,7 +167,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         done = sum(s in FINISHED for s in states)
         print(f"{len(points)} points in {out}: {done} finished, {len(points) - done} to run")
         return 0
-    tally = run_sweep(points, out, progress=not args.quiet, time_budget=args.time_budget)
+    try:
+        tally = run_sweep(points, out, progress=not args.quiet, time_budget=args.time_budget)
+    except KeyboardInterrupt:
+        print(
+            f"lpfl: interrupted; finished runs are kept in {out}. The same command goes on "
+            "from there (the run cut off resumes from its last checkpoint)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     print(f"{tally} (in {out})")
     return 0
 
@@ -207,7 +231,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lpfl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lpfl",
+        description="Federated learning with low-precision local training: clients train "
+        "in block floating point, the server aggregates in high precision.",
+        epilog="`lpfl COMMAND --help` lists a command's flags.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one federated experiment")
     _add_run_flags(run)
@@ -262,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lpfl: run diverged and was stopped: {exc} (earlier rounds are kept)", file=sys.stderr
         )
         return 3
+    except KeyboardInterrupt:
+        print("lpfl: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

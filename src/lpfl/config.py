@@ -173,7 +173,11 @@ class RunConfig:
     eval_quantized: bool = _opt(
         False, "also evaluate with the clients' activation rounding on (the reference's way)"
     )
-    out: str | None = _opt(None, "write results.json and metrics.csv to this folder")
+    out: str | None = _opt(
+        None,
+        "folder for results.json, metrics.csv and checkpoints "
+        "(default for lpfl run: runs/HASH, HASH naming the settings)",
+    )
     trackers: str = _opt("none", "also log rounds to tensorboard and/or wandb (comma-separated)")
     checkpoint_every: int = _opt(
         10, "save a resumable checkpoint in --out every N rounds (0: never)"

@@ -9,12 +9,18 @@ their own), so each runtime continues only the checkpoints it made.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import ConfigError
+from .messages import DivergenceError
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
 
 FILENAME = "checkpoint.pt"
 HOW_TO_RESUME = {
@@ -89,3 +95,28 @@ def _refuse_fresh_start(directory: str | os.PathLike | None, flag: str) -> None:
 def remove(directory: str | os.PathLike) -> None:
     """A finished run needs no checkpoint (it can be large: every client's optimizer state)."""
     (Path(directory) / FILENAME).unlink(missing_ok=True)
+
+
+@contextmanager
+def finishing(recorder: Recorder, directory: str | None) -> Iterator[None]:
+    """Close a run's records however its rounds end; every recorded round stays.
+
+    A completed or diverged run has nothing left to resume, so its checkpoint goes. An
+    interrupted one (Ctrl-C, a kill turned into KeyboardInterrupt) or a failed one (any
+    other error) keeps it, and results.json tells the two apart: a user who stopped a
+    run should not read it as a bug.
+    """
+    try:
+        yield
+    except DivergenceError as exc:
+        recorder.finish("diverged", str(exc))
+        if directory:
+            remove(directory)
+        raise
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        recorder.finish(status, f"{type(exc).__name__}: {exc}")
+        raise
+    recorder.finish()
+    if directory:
+        remove(directory)

@@ -23,7 +23,7 @@ from . import checkpoint, numerics, setup
 from .evaluate import evaluate
 from .host_memory import keep_freed_memory
 from .laps import Laps
-from .messages import ClientData, ClientReply, DivergenceError, Rejection
+from .messages import ClientData, ClientReply, Rejection
 from .recorder import Recorder
 from .trackers import open_trackers
 
@@ -165,7 +165,7 @@ def _run(
 
     rounds = range(done + 1, cfg.rounds + 1)
     bar = tqdm(rounds, desc=label or "rounds", disable=not progress, initial=done, total=cfg.rounds)
-    try:
+    with checkpoint.finishing(recorder, cfg.out), bar:
         for rnd in bar:
             laps = Laps()
             sampled = sorted(rng.choice(cfg.clients, cfg.clients_per_round, replace=False).tolist())
@@ -223,17 +223,4 @@ def _run(
                 bar.set_postfix(acc=f"{acc:.4f}", loss=f"{loss:.3f}", train=f"{train_loss:.3f}")
             if cfg.out and cfg.checkpoint_every and rnd % cfg.checkpoint_every == 0:
                 save_checkpoint(rnd)
-    except DivergenceError as exc:
-        recorder.finish("diverged", str(exc))
-        if cfg.out:
-            checkpoint.remove(cfg.out)
-        raise
-    except BaseException as exc:  # an interrupt or a bug: say so in results.json, keep the rounds
-        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        bar.close()
-    recorder.finish()
-    if cfg.out:
-        checkpoint.remove(cfg.out)
     return recorder

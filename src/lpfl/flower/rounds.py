@@ -23,7 +23,7 @@ from flwr.serverapp import Grid
 from .. import random_state
 from ..config import ConfigError, RunConfig, field_defaults
 from ..data import DATASETS, load_dataset, normalize
-from ..engine import DivergenceError, Recorder, checkpoint, resolve_device, setup
+from ..engine import Recorder, checkpoint, resolve_device, setup
 from ..sweep.identity import NOT_IDENTITY
 from ..wire import fp32_bytes
 from .settings import FlowerSettings
@@ -121,7 +121,7 @@ def run_rounds(
     if ckpt is not None:
         strategy.rng.bit_generator.state = ckpt["numpy_rng"]
     wait_for_nodes(grid, cfg.clients, flower.round_timeout)
-    try:
+    with checkpoint.finishing(recorder, cfg.out):
         strategy.start(
             grid,
             ArrayRecord(torch_state_dict=server.model),
@@ -129,15 +129,4 @@ def run_rounds(
             timeout=flower.round_timeout,
             evaluate_fn=strategy.evaluate_fn,
         )
-    except DivergenceError as exc:
-        recorder.finish("diverged", str(exc))
-        if cfg.out:
-            checkpoint.remove(cfg.out)
-        raise
-    except BaseException as exc:  # a bug or an interrupt: say so in results.json, keep rounds
-        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    recorder.finish()
-    if cfg.out:
-        checkpoint.remove(cfg.out)
     return recorder
