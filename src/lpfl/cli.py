@@ -51,11 +51,10 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     for f in fields(RunConfig):
         choices = f.metadata["choices"]
-        facts = ["|".join(map(str, choices))] if choices else []
-        if f.default is not None:  # a None default is described by the help text itself
-            facts.append(f"default: {f.default}")
-        help_ = f.metadata["help"] + (f" ({'; '.join(facts)})" if facts else "")
-        help_ = help_.replace("%", "%%")  # argparse %-formats help; a text may say "k % n"
+        options = f"{'|'.join(map(str, choices))}; " if choices else ""
+        default = f.metadata["shown"] or f.default
+        # argparse %-formats help texts; the config's own texts may say "k % n".
+        help_ = f"{f.metadata['help']} ({options}default: {default})".replace("%", "%%")
         if isinstance(f.default, bool):
             parser.add_argument(
                 flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_

@@ -41,14 +41,17 @@ class ConfigError(ValueError):
     """A setting out of range; the message starts with the flag that holds it."""
 
 
-def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(
+    default: Any, help: str, choices: tuple[Any, ...] | None = None, shown: str | None = None
+) -> Any:
+    """A setting; ``shown`` says what a None default stands for, in words, for --help."""
+    return field(default=default, metadata={"help": help, "choices": choices, "shown": shown})
 
 
 @dataclass(frozen=True)
 class RunConfig:
     dataset: str = _opt("digits", "dataset", DATASET_NAMES)
-    data_dir: str | None = _opt(None, "data folder (default $LPFL_DATA, else ~/.cache/lpfl)")
+    data_dir: str | None = _opt(None, "data folder", shown="$LPFL_DATA, else ~/.cache/lpfl")
     model: str = _opt("convnet", "model architecture", MODEL_NAMES)
     clients: int = _opt(80, "number of clients")
     participation: float = _opt(0.4, "fraction of clients sampled per round, in (0, 1]")
@@ -71,11 +74,11 @@ class RunConfig:
     rounding: str = _opt("stochastic", "rounding mode", ROUNDING_MODES)
     weight_block: str = _opt("BC", "exponent blocks for weights", BLOCK_MODES)
     grad_block: str | None = _opt(
-        None, "exponent blocks for gradients (default: weight-block)", BLOCK_MODES
+        None, "exponent blocks for gradients", BLOCK_MODES, shown="weight-block"
     )
     act_block: str = _opt("tensor", "exponent blocks for activations", BLOCK_MODES)
     error_block: str | None = _opt(
-        None, "exponent blocks for errors (default: act-block)", BLOCK_MODES
+        None, "exponent blocks for errors", BLOCK_MODES, shown="act-block"
     )
     moving_average: float = _opt(
         0.9, "server moving-average factor lambda in [0, 1); 0 turns it off"
@@ -84,7 +87,7 @@ class RunConfig:
     server_opt: str = _opt(
         "sgd", "server step on the pseudo-gradient (sgd = the moving average)", SERVER_OPTIMIZERS
     )
-    server_lr: float | None = _opt(None, "server learning rate (default: 1 - moving-average)")
+    server_lr: float | None = _opt(None, "server learning rate", shown="1 - moving-average")
     server_momentum: float = _opt(0.9, "momentum of --server-opt momentum")
     algorithm: str = _opt("fedavg", "FL algorithm", ALGORITHMS)
     server_val_fraction: float = _opt(
@@ -175,8 +178,8 @@ class RunConfig:
     )
     out: str | None = _opt(
         None,
-        "folder for results.json, metrics.csv and checkpoints "
-        "(default for lpfl run: runs/HASH, HASH naming the settings)",
+        "folder for results.json, metrics.csv and checkpoints",
+        shown="runs/HASH, HASH naming the settings; as a library, none: no files",
     )
     trackers: str = _opt("none", "also log rounds to tensorboard and/or wandb (comma-separated)")
     checkpoint_every: int = _opt(
