@@ -90,7 +90,7 @@ def torch_rule(layer: type[nn.Module], forward: Callable) -> Iterator[None]:
 def settings(args: argparse.Namespace) -> dict:
     if args.paper:
         return dict(
-            dataset=args.paper, data_dir=args.data_dir, model="convnet", clients=80,
+            dataset=args.paper, data_dir=args.data_dir, model=args.model, clients=80,
             participation=args.participation, batch_size=32, local_epochs=1, alpha=0.04,
             rounds=args.rounds,
         )  # fmt: skip
@@ -132,6 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper", choices=("fmnist", "cifar10"))
     parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument(
+        "--model", choices=("convnet", "mlp"), default="convnet",
+        help="with --paper: the paper's ConvNet, or the MLP (what a CPU can train at that size)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
         "--participation", type=float, default=0.4, help="with --paper: clients per round"
@@ -159,6 +163,7 @@ def main() -> None:
     on_cuda = torch.cuda.is_available() and args.device != "cpu"
     out: dict = {
         "setting": args.paper or "digits-demo",
+        "model": base["model"],
         **provenance("cuda" if on_cuda else "cpu"),
         "threads": torch.get_num_threads(),
         "seconds_per_round": {},

@@ -65,8 +65,9 @@ STEP_SETTINGS = {
 @contextmanager
 def run_numerics(cfg: RunConfig, device: torch.device) -> Iterator[None]:
     """The device arithmetic a run of ``cfg`` trains its vectorized clients under."""
+    values = sum(p.numel() for p in setup.new_model(cfg, torch.device("cpu")).parameters())
     with (
-        numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized")),
+        numerics.fused_rounding(numerics.fused_wanted(cfg, device, "vectorized", values)),
         numerics.tensor_cores(numerics.tf32_wanted(cfg, device)),
         numerics.fused_norm(cfg.fused_norm),
     ):

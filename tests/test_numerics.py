@@ -80,15 +80,21 @@ def test_tf32_only_where_exact_and_on_cuda():
     assert numerics.tf32_wanted(make_config(bits=32, tf32="on"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8, tf32="off"), cuda)
     assert not numerics.tf32_wanted(make_config(bits=8), cpu)
+    wanted = numerics.fused_wanted
     for engine in ("vectorized", "sequential"):
-        assert numerics.fused_wanted(make_config(rounds=5), cuda, engine)
-        assert not numerics.fused_wanted(make_config(rounds=5, fused_quant="off"), cuda, engine)
-        assert numerics.fused_wanted(make_config(rounds=5, fused_quant="on"), cpu, engine)
-    # On the CPU only a long low-bit run of the sequential engine repays the compile.
-    assert not numerics.fused_wanted(make_config(rounds=99, bits=8), cpu, "sequential")
-    assert numerics.fused_wanted(make_config(rounds=100, bits=8), cpu, "sequential")
-    assert not numerics.fused_wanted(make_config(rounds=100, bits=32), cpu, "sequential")
-    assert not numerics.fused_wanted(make_config(rounds=500, bits=8), cpu, "vectorized")
+        assert wanted(make_config(rounds=5), cuda, engine, 1000)
+        assert not wanted(make_config(rounds=5, fused_quant="off"), cuda, engine, 1000)
+        assert wanted(make_config(rounds=5, fused_quant="on"), cpu, engine, 1000)
+    # On the CPU only a long low-bit run repays the compile: of the sequential engine,
+    # or of the vectorized one once the stacked model outgrows the cache.
+    assert not wanted(make_config(rounds=99, bits=8), cpu, "sequential", 1000)
+    assert wanted(make_config(rounds=100, bits=8), cpu, "sequential", 1000)
+    assert not wanted(make_config(rounds=100, bits=32), cpu, "sequential", 1000)
+    big = make_config(rounds=50, bits=8, clients=80, participation=0.125)  # 10 a round
+    assert wanted(big, cpu, "vectorized", 100_000)  # 1 M stacked values
+    assert not wanted(big, cpu, "vectorized", 99_999)
+    assert not wanted(make_config(rounds=49, bits=8), cpu, "vectorized", 10**7)
+    assert not wanted(make_config(rounds=500, bits=32), cpu, "vectorized", 10**7)
 
 
 def test_tensor_cores_switch_is_restored():
@@ -116,13 +122,19 @@ def test_a_fused_kernel_that_fails_falls_back_to_eager(monkeypatch, caplog):
     assert "fused rounding unavailable" in caplog.text
 
 
-@pytest.mark.parametrize("engine, fused", [("sequential", True), ("vectorized", False)])
-def test_a_cpu_run_fuses_rounding_only_where_it_repays_the_compile(monkeypatch, engine, fused):
+@pytest.mark.parametrize(
+    "engine, min_stack, fused",
+    [("sequential", 10**6, True), ("vectorized", 10**6, False), ("vectorized", 1, True)],
+)
+def test_a_cpu_run_fuses_rounding_only_where_it_repays_the_compile(
+    monkeypatch, engine, min_stack, fused
+):
     from lpfl.engine import client, run_simulation, vectorized
     from lpfl.quant import block
 
     monkeypatch.setitem(block._fused, "fn", block._fake_quantize)  # nothing to compile here
-    monkeypatch.setattr(numerics, "CPU_FUSED_MIN_ROUNDS", 2)
+    monkeypatch.setattr(numerics, "CPU_FUSED_MIN_ROUNDS", {"sequential": 2, "vectorized": 2})
+    monkeypatch.setattr(numerics, "CPU_FUSED_MIN_STACK", min_stack)
     trainer = client.LocalTrainer if engine == "sequential" else vectorized.VectorizedTrainer
     seen = []
     original = trainer.train_round

@@ -125,7 +125,8 @@ def _run(
     if engine != cfg.engine:
         log(f"--engine {cfg.engine}: training clients with the {engine} engine")
     trainer = setup.trainer(cfg, worker, algorithm, norm, generator, engine)
-    numerics.use_fused(numerics.fused_wanted(cfg, device, engine))
+    values = sum(p.numel() for p in global_model.parameters())
+    numerics.use_fused(numerics.fused_wanted(cfg, device, engine, values))
     config = cfg.to_dict() | {
         "device": str(device),
         "data_dir": str(cfg.resolved_data_dir()),

@@ -10,12 +10,17 @@ be on by default:
   lpfl's own Triton kernels on CUDA (``quant/triton_round.py``, which draw the noise
   in the kernel, from Philox), ``torch.compile`` on the CPU.
   ``auto`` uses it on CUDA, and on the CPU only where it repays the compile (about
-  15 s the first time, a few seconds once torch's cache holds it): for the sequential
-  engine in low-bit runs of 100 rounds or more, where each digits-demo round saves
-  about 0.12 s. The vectorized engine's rounding is one eager call per stacked tensor,
-  already about as fast: its whole 120-round 8-bit demo run took 20.7 s eager and
-  20.4 s fused with a warm cache (``results/demo-wall-cpu.json``), so there it stays
-  eager and compiles nothing.
+  15 s the first time, a few seconds once torch's cache holds it), in low-bit runs of
+  50 rounds or more: with the sequential engine from 100 rounds, where each digits-demo
+  round saves about 0.12 s; with the vectorized engine once a round's stacked model
+  holds a million values or more. Below that the eager ops on the stack work in the
+  cache and are about as fast: the whole 120-round 8-bit demo run (10 clients x 55 k
+  values) took 20.7 s eager and 20.4 s fused with a warm cache
+  (``results/demo-wall-cpu.json``), so it compiles nothing. Above it each eager op
+  streams the stack through memory: FMNIST's MLP at 8 bits, 80 clients, 2026-11-28,
+  trained a round in 0.45 s eager and 0.35 s fused at 4 clients a round (0.8 M
+  values), 0.90 and 0.60 s at 10 (2 M), 4.7 and 1.8 s at 32 (6.4 M); the cold compile
+  cost 11 s once (``benchmarks/cpu_fused_rounding.py``).
 - TF32 (``--tf32``) runs convolutions and matrix products on tensor cores with
   operands rounded to 11 significant bits and float32 accumulation. A W-bit block
   floating point value has at most W-1 significant bits and float32's exponent
@@ -45,7 +50,8 @@ from ..models import norm_relu
 from ..quant.block import fused_enabled, use_fused
 
 TF32_MAX_BITS = 12  # W-1 significant bits fit TF32's 11 (10 stored + the implicit one)
-CPU_FUSED_MIN_ROUNDS = 100
+CPU_FUSED_MIN_ROUNDS = {"sequential": 100, "vectorized": 50}
+CPU_FUSED_MIN_STACK = 1_000_000  # values of a round's stacked model (vectorized engine)
 
 
 def tf32_wanted(cfg: RunConfig, device: torch.device) -> bool:
@@ -54,12 +60,15 @@ def tf32_wanted(cfg: RunConfig, device: torch.device) -> bool:
     return cfg.tf32 == "on" or cfg.bits <= TF32_MAX_BITS
 
 
-def fused_wanted(cfg: RunConfig, device: torch.device, engine: str) -> bool:
+def fused_wanted(cfg: RunConfig, device: torch.device, engine: str, model_values: int) -> bool:
+    """``model_values``: the global model's parameter count (see the module's docstring)."""
     if cfg.fused_quant != "auto":
         return cfg.fused_quant == "on"
     if device.type == "cuda":
         return True
-    return engine == "sequential" and cfg.bits < 32 and cfg.rounds >= CPU_FUSED_MIN_ROUNDS
+    if cfg.bits == 32 or cfg.rounds < CPU_FUSED_MIN_ROUNDS[engine]:
+        return False
+    return engine == "sequential" or cfg.clients_per_round * model_values >= CPU_FUSED_MIN_STACK
 
 
 @contextmanager
