@@ -12,7 +12,7 @@ import pytest
 
 from lpfl import cli
 from lpfl.report import PAPER_TABLE1
-from lpfl.report.paper import PAPER_METHODS
+from lpfl.report.paper import PAPER_METHODS, SETTING
 from lpfl.sweep import load_spec, run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -158,11 +158,11 @@ def test_act_rounded_evaluation_is_reported_beside_the_fp32_one(runs, tmp_path):
 
 
 def test_methods_table_pairs_each_method_with_the_paper(runs, tmp_path):
-    """Relabelled copies of the tiny runs stand in for FedProx runs on FMNIST."""
+    """Relabelled copies of the tiny runs stand in for FedProx runs in the paper's setup."""
     work = tmp_path / "runs"
     for i, path in enumerate(sorted(runs.glob("*/results.json"))):
         data = json.loads(path.read_text())
-        data["config"] |= {"algorithm": "fedprox", "dataset": "fmnist", "alpha": 0.01}
+        data["config"] |= SETTING | {"algorithm": "fedprox", "dataset": "fmnist", "alpha": 0.01}
         (work / f"r{i}").mkdir(parents=True)
         (work / f"r{i}" / "results.json").write_text(json.dumps(data))
     out = tmp_path / "rep"
@@ -179,6 +179,28 @@ def test_methods_table_pairs_each_method_with_the_paper(runs, tmp_path):
         assert f"Δ {mean - paper:+.1f}" in cell
     assert table["FedAvg 8b avg"]["fmnist α=0.01"].startswith("—")  # no FedAvg run here
     assert "paper 80.1" in table["FedAvg 8b avg"]["fmnist α=0.01"]  # Table 1's value
+
+
+def test_runs_in_another_setup_stand_beside_the_paper_not_against_it(runs, tmp_path):
+    """FMNIST runs of the MLP for 3 rounds: the paper's number is shown, no difference,
+    no verdict, and the footnote and the CSV name what differs."""
+    work = tmp_path / "runs"
+    for i, path in enumerate(sorted(runs.glob("*/results.json"))):
+        data = json.loads(path.read_text())
+        data["config"] |= {"dataset": "fmnist", "alpha": 0.01}
+        (work / f"r{i}").mkdir(parents=True)
+        (work / f"r{i}" / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(work), "--out", str(out)]) == 0
+    text = (out / "table1.md").read_text()
+    cell = _table(out / "table1.md")["8b avg"]["fmnist α=0.01"]
+    assert cell.endswith("(n=3) · paper 80.1 · other setup") and "Δ" not in cell
+    assert "Agreement with the paper" not in text, "no cell is compared"
+    assert "in: clients=6, model=mlp, participation=0.5, rounds=3." in text
+    with (out / "table1.csv").open() as fh:
+        line = next(r for r in csv.DictReader(fh) if r["row"] == "8b avg" and r["n"] == "3")
+    assert line["other_setting"] == "clients=6;model=mlp;participation=0.5;rounds=3"
+    assert line["diff"] == "" and line["agrees"] == "" and line["paper"] == "80.100"
 
 
 def test_paper_methods_table_has_every_value_of_the_notes():

@@ -33,7 +33,8 @@ NAMES = {"fedavg": "FedAvg", "abavg": "ABAvg", "fedprox": "FedProx", "fedgen": "
          "fedftg": "FedFTG"}  # fmt: skip
 PAPER_ROWS = [(m, *v) for m in ("fedavg", *METHODS) for v in ((8, True), (32, False))]
 CSV_HEADER = ("method", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std",
-              "paper", "diff", "subset_train_samples", "agrees", "per_seed")  # fmt: skip
+              "paper", "diff", "subset_train_samples", "agrees", "per_seed",
+              "other_setting")  # fmt: skip
 
 
 def row_label(row: Row) -> str:
@@ -83,7 +84,7 @@ def _csv_line(row: Row, col: Column, cell: Cell) -> list:
     numbers = (cell.mean, cell.std, cell.paper, cell.diff)
     return [*row[:2], int(row[2]), col[1], col[0], cell.n, cell.diverged,
             *map(number, numbers), subset_field(cell), agrees_field(cell),
-            seeds_field(cell)]  # fmt: skip
+            seeds_field(cell), ";".join(cell.other_setting)]  # fmt: skip
 
 
 def write_methods_table(table: Grid, out: Path) -> list[Path]:

@@ -8,6 +8,13 @@ column order, so checking them against the source is a side-by-side read.
 from __future__ import annotations
 
 DATASETS = ("fmnist", "cifar10", "cinic10", "cifar100")
+# The reference's training setup (NOTES.md). A run that differs in any of these is
+# another experiment: the report shows the paper's number beside it, not a difference.
+SETTING = {
+    "model": "convnet", "clients": 80, "participation": 0.4, "rounds": 200,
+    "local_epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
+    "partition": "dirichlet", "optimizer_state": "persist",
+}  # fmt: skip
 ALPHAS = (0.01, 0.04, 0.16)
 # (bits, with server moving average), in the paper's column order
 VARIANTS = ((8, True), (6, True), (32, True), (8, False), (6, False), (32, False))
@@ -35,6 +42,12 @@ def _parse(row: str) -> dict[tuple[int, bool], tuple[float, float]]:
 
 # PAPER_TABLE1[(dataset, alpha)][(bits, averaging)] = (mean %, std %)
 PAPER_TABLE1 = {key: _parse(row) for key, row in _ROWS.items()}
+
+
+def off_setting(config: dict) -> tuple[str, ...]:
+    """``key=value`` for each setting where a run's config leaves the paper's; a key
+    missing from an older results file had the paper's value, lpfl's default."""
+    return tuple(f"{k}={config[k]}" for k, v in SETTING.items() if config.get(k, v) != v)
 
 
 def paper_cell(

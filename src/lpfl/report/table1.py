@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..sweep import identity
-from .paper import ALPHAS, DATASETS, VARIANTS, paper_cell
+from .paper import ALPHAS, DATASETS, SETTING, VARIANTS, off_setting, paper_cell
 from .runs import Run, made_on
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ AGREE_POINTS = 2.0
 CSV_HEADER = (
     "row", "bits", "averaging", "dataset", "alpha", "n", "diverged", "mean", "std", "paper", "diff",
     "quantized_eval_mean", "subset_train_samples", "paper_std", "agrees", "per_seed",
+    "other_setting",
 )  # fmt: skip
 
 
@@ -55,6 +56,7 @@ class Cell:
     subset: int | None = None  # training samples, where runs had only part of the dataset
     paper_std: float | None = None  # the paper's ± for this cell, where it gives one
     seeds: tuple[int, ...] = ()  # each accuracy's seed, where known
+    other_setting: tuple[str, ...] = ()  # where its runs leave the paper's setup (``off_setting``)
 
     @property
     def quantized_mean(self) -> float | None:
@@ -75,8 +77,10 @@ class Cell:
 
     @property
     def diff(self) -> float | None:
-        """Ours − paper; none for a subset run, which is not the paper's setting."""
+        """Ours − paper; none for a subset run or another setup: not the paper's experiment."""
         if self.mean is None or self.paper is None or self.subset is not None:
+            return None
+        if self.other_setting:
             return None
         return self.mean - self.paper
 
@@ -99,7 +103,9 @@ class Cell:
         parts = [ours]
         if self.quantized_mean is not None:  # the reference's way of evaluating, beside ours
             parts += [f"act-rounded eval {self.quantized_mean:.1f}"]
-        parts += [] if self.paper is None else [f"paper {self.paper:g}"]
+        if self.paper is not None:
+            parts += [f"paper {self.paper:g}"]
+            parts += ["other setup"] if self.other_setting and self.mean is not None else []
         if self.diff is not None:
             parts += [f"Δ {self.diff:+.1f} {'≈' if self.agrees else '≠'}"]
         return " · ".join(parts)
@@ -144,6 +150,7 @@ def _make_cell(members: list[Run], paper: Paper | None) -> Cell:
     )
     quantized = [r.final_quantized_accuracy for r in completed]
     subsets = [r.subset for r in members if r.subset is not None]
+    other = sorted({item for r in members for item in off_setting(r.config)})
     return Cell(
         tuple(a for _, a in measured),
         sum(r.status == "diverged" for r in members),
@@ -152,6 +159,7 @@ def _make_cell(members: list[Run], paper: Paper | None) -> Cell:
         min(subsets) if subsets else None,
         None if paper is None else paper[1],
         tuple(seed for seed, _ in measured),
+        tuple(other),
     )
 
 
@@ -195,7 +203,7 @@ def grid_markdown(grid: Grid, intro: list[str], label: Callable[[Any], str]) -> 
     for row in grid.rows:
         cells = [grid.cells[row, col].text() for col in grid.columns]
         lines.append("| " + " | ".join([label(row), *cells]) + " |")
-    lines += _agreement(grid, label)
+    lines += _agreement(grid, label) + _other_setups(grid)
     if grid.sources:
         lines += ["", "Made with:", *(f"- {source}" for source in grid.sources)]
     if grid.notes:
@@ -221,6 +229,21 @@ def _agreement(grid: Grid, label: Callable[[Any], str]) -> list[str]:
         lines.append(f"- differs: {label(row)}, {column_label(col)}: {cell.mean:.1f} "
                      f"(n={cell.n}) vs {cell.paper:g} (Δ {cell.diff:+.1f})")  # fmt: skip
     return lines
+
+
+def _other_setups(grid: Grid) -> list[str]:
+    """Which runs were not the paper's experiment, so that no reader takes the two
+    numbers of such a cell for a reproduction."""
+    other = sorted({", ".join(c.other_setting) for c in grid.cells.values()
+                    if c.other_setting and c.paper is not None and c.mean is not None})  # fmt: skip
+    if not other:
+        return []
+    paper = ", ".join(f"{k}={v}" for k, v in SETTING.items())
+    return [
+        "",
+        f'"other setup": runs that leave the paper\'s ({paper}), in: {"; ".join(other)}. '
+        "Their cells show the paper's number for orientation, with no difference or verdict.",
+    ]
 
 
 def _markdown(table: Table1) -> str:
@@ -283,7 +306,7 @@ def _csv_line(row: Row, col: Column, cell: Cell) -> list:
     numbers = (cell.mean, cell.std, cell.paper, cell.diff, cell.quantized_mean)
     return [row_label(row), row[0], int(row[1]), col[1], col[0], cell.n, cell.diverged,
             *map(number, numbers), subset_field(cell), number(cell.paper_std),
-            agrees_field(cell), seeds_field(cell)]  # fmt: skip
+            agrees_field(cell), seeds_field(cell), ";".join(cell.other_setting)]  # fmt: skip
 
 
 def write_table1(table: Table1, out: Path) -> list[Path]:
