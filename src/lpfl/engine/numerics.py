@@ -17,10 +17,10 @@ be on by default:
   cache and are about as fast: the whole 120-round 8-bit demo run (10 clients x 55 k
   values) took 20.7 s eager and 20.4 s fused with a warm cache
   (``results/demo-wall-cpu.json``), so it compiles nothing. Above it each eager op
-  streams the stack through memory: FMNIST's MLP at 8 bits, 80 clients, 2026-11-28,
-  trained a round in 0.45 s eager and 0.35 s fused at 4 clients a round (0.8 M
-  values), 0.90 and 0.60 s at 10 (2 M), 4.7 and 1.8 s at 32 (6.4 M); the cold compile
-  cost 11 s once (``benchmarks/cpu_fused_rounding.py``).
+  streams the stack through memory: FMNIST's MLP at 8 bits, 80 clients, trained a
+  round in 0.45 s eager and 0.29 s fused at 4 clients a round (0.8 M values), 0.93
+  and 0.62 s at 10 (2 M), 5.1 and 1.7 s at 32 (6.4 M), after a cold compile of about
+  11 s in the first round (``results/cpu-fused-rounding-fmnist-mlp.json``).
 - TF32 (``--tf32``) runs convolutions and matrix products on tensor cores with
   operands rounded to 11 significant bits and float32 accumulation. A W-bit block
   floating point value has at most W-1 significant bits and float32's exponent
