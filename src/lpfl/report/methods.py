@@ -73,8 +73,9 @@ def _markdown(table: Grid) -> str:
         "",
         "Each cell as in Table 1: mean ± sample std over seeds of each run's final accuracy",
         "(mean of its last 5 evaluated rounds), n = seeds, the paper's value (its table of",
-        "other methods; FedAvg's from Table 1) and the difference (ours − paper). The paper",
-        "gives each method at 8 bits with the moving average and 32 bits without.",
+        "other methods; FedAvg's from Table 1) and, for runs in the paper's setup, the",
+        "difference (ours − paper). The paper gives each method at 8 bits with the moving",
+        "average and 32 bits without.",
         f"{MISSING}: no run.",
     ]
     return grid_markdown(table, intro, row_label)

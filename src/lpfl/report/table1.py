@@ -251,8 +251,9 @@ def _markdown(table: Table1) -> str:
         "# Table 1: FedAvg test accuracy (%)",
         "",
         "Each cell: mean ± sample std over seeds of each run's final accuracy (mean of its",
-        "last 5 evaluated rounds), n = number of seeds, the paper's value and the difference",
-        f"(ours − paper). Rows: bits, with (avg) or without (no) the server moving average. "
+        "last 5 evaluated rounds), n = number of seeds, the paper's value and, for runs in",
+        "the paper's setup, the difference (ours − paper). Rows: bits, with (avg) or without",
+        "(no) the server moving average. "
         f'{MISSING}: no run. Where runs were made with --eval-quantized, "act-rounded eval"',
         "gives the global model's accuracy with the clients' activation rounding on, as the",
         "reference evaluates its rows without averaging. Runs on a subset of a dataset",
