@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +143,23 @@ def test_every_help_page_prints(command, capsys):
     assert out.startswith("usage: ")
     if command == ["run"]:
         assert "widths[k % n]" in out and "--fused-quant" in out
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path):
+    """`kill`, `timeout` and job schedulers stop with SIGTERM: the run must say so and keep
+    its checkpoint, not be left marked "running"."""
+    out = tmp_path / "r"
+    argv = ["--dataset", "digits", "--model", "mlp", "--clients", "4", "--rounds", "100000"]
+    command = [sys.executable, "-m", "lpfl", "run", *argv, "--checkpoint-every", "1"]
+    proc = subprocess.Popen([*command, "--out", str(out), "--quiet"], stderr=subprocess.PIPE)
+    results, deadline = out / "results.json", time.monotonic() + 120
+    while not (results.exists() and len(json.loads(results.read_text())["rounds"]) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == cli.INTERRUPTED
+    assert f"lpfl run --resume {out}" in err.decode()
+    data = json.loads(results.read_text())
+    assert data["status"] == "interrupted" and data["error"] == "KeyboardInterrupt: SIGTERM"
+    assert (out / "checkpoint.pt").exists()
