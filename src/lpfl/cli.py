@@ -121,8 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             cfg, progress=not args.quiet, log=log, resume=args.resume is not None
         )
     except KeyboardInterrupt:
-        kept = "its last checkpoint" if (Path(cfg.out) / checkpoint.FILENAME).exists() else None
-        go_on = f"continue from {kept}: lpfl run --resume {cfg.out}" if kept else "none to resume"
+        if (Path(cfg.out) / checkpoint.FILENAME).exists():
+            go_on = f"continue from its last checkpoint: lpfl run --resume {cfg.out}"
+        else:
+            go_on = "no checkpoint yet: the same command starts it again"
         print(f"lpfl: interrupted; the rounds so far are in {results} ({go_on})", file=sys.stderr)
         return INTERRUPTED
     print(
