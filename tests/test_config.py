@@ -25,6 +25,11 @@ from lpfl.config import ConfigError, RunConfig, load_toml, make_config
         ({"rounding": "up"}, "--rounding"),
         ({"weight_block": "C"}, "--weight-block"),
         ({"lr": 0.0}, "--lr"),
+        ({"lr": float("inf")}, "--lr"),
+        ({"alpha": float("nan")}, "--alpha"),
+        ({"fedftg_lr": float("inf")}, "--fedftg-lr"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": 2**64}, "--seed"),
     ],
 )
 def test_invalid_values_name_their_flag(overrides, flag):

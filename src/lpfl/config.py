@@ -6,6 +6,7 @@ derived from the field names, so the two can never drift apart.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import typing
@@ -229,7 +230,11 @@ class RunConfig:
                 raise ConfigError(
                     f"{flag(f.name)}: must be one of {', '.join(map(str, choices))}, got {value!r}"
                 )
+            # inf passes "> 0" and nan fails every rule with a puzzling message
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag(f.name)}: must be a finite number, got {value!r}")
         checks = [
+            ("seed", 0 <= self.seed < 2**32, "must be in [0, 2**32)"),
             (
                 "bits",
                 self.bits == FULL_PRECISION or MIN_BITS <= self.bits <= MAX_BITS,
