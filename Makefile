@@ -20,8 +20,8 @@ demo: setup
 	$(BIN)/lpfl demo
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments examples
+	$(BIN)/ruff format --check src tests benchmarks experiments examples
 
 test: setup lint
 	$(BIN)/pytest

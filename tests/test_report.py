@@ -211,6 +211,21 @@ def test_paper_methods_table_has_every_value_of_the_notes():
     assert PAPER_METHODS["cifar100", 0.16]["fedftg", 32, False] == 41.6
 
 
+def test_an_algorithm_plugin_gets_its_own_rows_with_no_paper_value(runs, tmp_path):
+    work = tmp_path / "runs"
+    for i, path in enumerate(sorted(runs.glob("*/results.json"))):
+        data = json.loads(path.read_text())
+        data["config"]["algorithm"] = "examples.fedmedian:plugin"
+        (work / f"r{i}").mkdir(parents=True)
+        (work / f"r{i}" / "results.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(work), "--out", str(tmp_path / "rep")]) == 0
+    table = _table(tmp_path / "rep" / "methods.md")
+    accs = _expected(work, 8, 0.9)
+    cell = table["examples.fedmedian:plugin 8b avg"]["digits α=0.04"]
+    assert cell == f"{statistics.mean(accs):.1f} ± {statistics.stdev(accs):.1f} (n=3)"
+    assert table["FedProx 8b avg"]["digits α=0.04"] == "—"
+
+
 def test_methods_table_is_left_out_without_other_methods(runs, tmp_path):
     assert cli.main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
     assert not (tmp_path / "rep" / "methods.md").exists()

@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .algorithms import ALGORITHMS, FedFTGOptions, FedGenOptions
+from .algorithms import ALGORITHMS, FedFTGOptions, FedGenOptions, plugins
 from .algorithms.server_optimizers import SERVER_OPTIMIZERS
 from .algorithms.submodels import WIDTH_ASSIGNMENTS, parse_widths
 from .quant.formats import BLOCK_MODES, FULL_PRECISION, MAX_BITS, MIN_BITS, ROUNDING_MODES
@@ -90,7 +90,9 @@ class RunConfig:
     )
     server_lr: float | None = _opt(None, "server learning rate", shown="1 - moving-average")
     server_momentum: float = _opt(0.9, "momentum of --server-opt momentum")
-    algorithm: str = _opt("fedavg", "FL algorithm", ALGORITHMS)
+    algorithm: str = _opt(
+        "fedavg", "FL algorithm, or the name of an algorithm plugin (docs/plugins.md)", ALGORITHMS
+    )
     server_val_fraction: float = _opt(
         0.1, "ABAvg: share of the training data the server keeps to score clients"
     )
@@ -227,8 +229,11 @@ class RunConfig:
             choices = f.metadata["choices"]
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
+                if f.name == "algorithm" and _plugin_loads(value):
+                    continue
                 raise ConfigError(
-                    f"{flag(f.name)}: must be one of {', '.join(map(str, choices))}, got {value!r}"
+                    f"{flag(f.name)}: must be one of {', '.join(map(str, choices))}"
+                    f"{_plugins_named() if f.name == 'algorithm' else ''}, got {value!r}"
                 )
             # inf passes "> 0" and nan fails every rule with a puzzling message
             if isinstance(value, float) and not math.isfinite(value):
@@ -286,6 +291,18 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _plugin_loads(name: str) -> bool:
+    try:
+        return plugins.find(name) is not None
+    except Exception as exc:  # a broken plugin package: say so, whatever it raised
+        raise ConfigError(f"--algorithm: the plugin {name!r} failed to load: {exc!r}") from exc
+
+
+def _plugins_named() -> str:
+    found = plugins.names()
+    return f", or a plugin: {', '.join(found)}" if found else " (no algorithm plugin installed)"
 
 
 def flag(name: str) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..models import feature_dim, num_classes
 from ..quant import BlockFormat
+from . import plugins
 from .abavg import ABAvg
 from .base import Algorithm, ClientUpdate, Inputs, State, weighted_mean
 from .fedavg import FedAvg
@@ -17,6 +18,7 @@ from .fedftg import FedFTG, FedFTGOptions
 from .fedgen import FedGen, FedGenOptions
 from .fedprox import FedProx
 from .heterofl import HeteroFL
+from .plugins import AlgorithmPlugin, PluginContext, register
 from .splitmix import SplitMix
 from .submodels import SubModelAlgorithm
 
@@ -41,6 +43,14 @@ class Generative:
 
 
 SUBMODEL_ALGORITHMS = ("heterofl", "splitmix")  # clients train parts of the global model
+
+
+def needs_server_data(name: str) -> bool:
+    """Whether the server keeps a validation split of the training data for ``name``."""
+    if name in ALGORITHMS:
+        return name in NEEDS_SERVER_DATA
+    plugin = plugins.find(name)
+    return plugin is not None and plugin.needs_server_data
 
 
 def build_algorithm(
@@ -104,6 +114,7 @@ __all__ = [
     "SUBMODEL_ALGORITHMS",
     "ABAvg",
     "Algorithm",
+    "AlgorithmPlugin",
     "ClientUpdate",
     "FedAvg",
     "FedFTG",
@@ -114,10 +125,14 @@ __all__ = [
     "Generative",
     "HeteroFL",
     "Inputs",
+    "PluginContext",
     "SplitMix",
     "State",
     "SubModelAlgorithm",
     "build_algorithm",
     "build_submodel_algorithm",
+    "needs_server_data",
+    "plugins",
+    "register",
     "weighted_mean",
 ]

@@ -15,19 +15,22 @@ import torch
 from torch import Tensor, nn
 
 from ..algorithms import (
+    ALGORITHMS,
     GENERATIVE,
-    NEEDS_SERVER_DATA,
     SUBMODEL_ALGORITHMS,
     Algorithm,
     Generative,
+    PluginContext,
     State,
     SubModelAlgorithm,
     build_algorithm,
     build_submodel_algorithm,
+    needs_server_data,
+    plugins,
 )
 from ..algorithms.server_optimizers import build_server_optimizer
 from ..algorithms.submodels import assign_widths, parse_widths
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data import DATASETS, holdout, partition
 from ..models import build_model, stacking_pays
 from ..quant import PrecisionPolicy
@@ -57,7 +60,7 @@ def split(cfg: RunConfig, labels: np.ndarray, clients: int) -> tuple[list[np.nda
     Every loop and every Flower node calls this, so all see the same split for a seed.
     """
     pool, server_val = np.arange(len(labels)), np.array([], dtype=np.int64)
-    if cfg.algorithm in NEEDS_SERVER_DATA:
+    if needs_server_data(cfg.algorithm):
         pool, server_val = holdout(labels, cfg.server_val_fraction, cfg.seed)
     parts = partition(labels[pool], clients, cfg.partition, cfg.alpha, cfg.seed)
     return [pool[p] for p in parts], server_val
@@ -103,6 +106,17 @@ def algorithm(
     device: torch.device | None = None,
 ) -> Algorithm:
     """The configured algorithm; FedGen and FedFTG keep their server-side models on ``device``."""
+    if cfg.algorithm not in ALGORITHMS:
+        plugin = plugins.find(cfg.algorithm)
+        if plugin is None:  # validate() found it; a node without the package does not
+            raise ConfigError(f"--algorithm: no plugin {cfg.algorithm!r} is installed here")
+        context = PluginContext(
+            cfg.aggregation,
+            cfg.seed,
+            device or torch.device("cpu"),
+            score if plugin.needs_server_data else None,
+        )
+        return plugin.factory(context)
     if cfg.algorithm in SUBMODEL_ALGORITHMS:
         return submodel_algorithm(cfg)  # type: ignore[return-value]
     generative = None

@@ -3,7 +3,8 @@ at 32 bits without, per (α, dataset), with the paper's number and the gap besid
 
 Rows are (method, bits, averaging): FedAvg first as the common baseline (its paper
 values are Table 1's), then the paper's methods in its order, then any other setting
-found. Cells are built exactly as Table 1's (see ``table1``).
+found (an algorithm plugin's runs, with no paper value). Cells are built exactly as
+Table 1's (see ``table1``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..algorithms import SUBMODEL_ALGORITHMS
 from .paper import ALPHAS, DATASETS, METHODS, paper_method_value
 from .runs import Run
 from .table1 import (
@@ -42,14 +44,15 @@ def row_label(row: Row) -> str:
 
 
 def has_methods(runs: Iterable[Run]) -> bool:
-    """Whether any run is of a method besides FedAvg that the table covers."""
-    return any(r.algorithm in METHODS for r in runs)
+    """Whether any run is of a method besides FedAvg that the table covers: the paper's
+    and algorithm plugins (HeteroFL and SplitMix have the cost table)."""
+    return any(r.algorithm not in ("fedavg", *SUBMODEL_ALGORITHMS) for r in runs)
 
 
 def build_methods_table(runs: Iterable[Run]) -> Grid:
     groups: dict[tuple[Row, Column], list[Run]] = {}
     for run in runs:
-        if run.algorithm in ("fedavg", *METHODS):
+        if run.algorithm not in SUBMODEL_ALGORITHMS:
             row = (run.algorithm, *run.variant)
             column = (run.config["alpha"], run.config["dataset"])
             groups.setdefault((row, column), []).append(run)
