@@ -128,6 +128,18 @@ def test_installed_entry_points_are_found_listed_and_reported_when_broken(monkey
         make_config(**tiny, algorithm="nosuch")
 
 
+def test_an_object_without_every_hook_is_refused_before_the_first_round(tiny):
+    class Partial:
+        name = "partial"
+
+        def aggregate(self, updates):
+            return FedAvg().aggregate(updates)
+
+    register("partial", lambda context: Partial())
+    with pytest.raises(ConfigError, match=r"partial: Partial is not an lpfl algorithm: it lacks b"):
+        _quiet(make_config(**tiny, algorithm="partial"))
+
+
 def test_unknown_names_and_built_in_names_are_refused(tiny, capsys):
     with pytest.raises(ConfigError, match=r"fedavg, .*\(no algorithm plugin installed\), got 'x'"):
         make_config(**tiny, algorithm="x")

@@ -29,6 +29,7 @@ import torch
 from .base import Algorithm, State
 
 ENTRY_POINT_GROUP = "lpfl.algorithms"
+HOOKS = sorted(name for name in vars(Algorithm) if not name.startswith("_"))
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +51,18 @@ class AlgorithmPlugin:
     # Carve a validation split off the training data for ``PluginContext.score``
     # (--server-val-fraction), as ABAvg does.
     needs_server_data: bool = False
+
+    def build(self, context: PluginContext) -> Algorithm:
+        """The factory's algorithm, refused before the first round if a hook is missing
+        (it would otherwise fail mid-run, in whichever round first calls that hook)."""
+        algorithm = self.factory(context)
+        missing = [hook for hook in HOOKS if not callable(getattr(algorithm, hook, None))]
+        if missing or not isinstance(getattr(algorithm, "name", None), str):
+            raise TypeError(
+                f"{type(algorithm).__name__} is not an lpfl algorithm: it lacks "
+                f"{', '.join(missing) or 'a name'} (subclass lpfl.algorithms.FedAvg)"
+            )
+        return algorithm
 
 
 _registered: dict[str, AlgorithmPlugin] = {}

@@ -116,7 +116,10 @@ def algorithm(
             device or torch.device("cpu"),
             score if plugin.needs_server_data else None,
         )
-        return plugin.factory(context)
+        try:
+            return plugin.build(context)
+        except TypeError as exc:
+            raise ConfigError(f"--algorithm {cfg.algorithm}: {exc}") from exc
     if cfg.algorithm in SUBMODEL_ALGORITHMS:
         return submodel_algorithm(cfg)  # type: ignore[return-value]
     generative = None
