@@ -203,6 +203,52 @@ def test_runs_in_another_setup_stand_beside_the_paper_not_against_it(runs, tmp_p
     assert line["diff"] == "" and line["agrees"] == "" and line["paper"] == "80.100"
 
 
+def _relabelled(runs: Path, work: Path, change: dict, only_bits: int | None = None) -> None:
+    """Copies of the tiny runs under ``work`` with ``change`` applied to their configs."""
+    for path in sorted(runs.glob("*/results.json")):
+        data = json.loads(path.read_text())
+        if only_bits not in (None, data["config"]["bits"]):
+            continue
+        data["config"] |= change
+        folder = work / f"{path.parent.name}-{len(list(work.glob('*')))}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(data))
+
+
+def test_claims_pair_the_rows_seed_by_seed(runs, tmp_path):
+    """claims.md recomputed from the results files: 8b avg minus 32b no, seed by seed."""
+    work = tmp_path / "runs"
+    _relabelled(runs, work, {})
+    _relabelled(runs, work, {"lr": 0.01}, only_bits=8)  # no 32-bit partner: not compared
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(work), "--out", str(out)]) == 0
+    low, full = _by_seed(runs, 8, 0.9), _by_seed(runs, 32, 0.0)
+    diffs = {s: low[s] - full[s] for s in (0, 1, 2)}
+    text = (out / "claims.md").read_text()
+    assert "## 8 bits + average against 32-bit FedAvg" in text and "the precision" not in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| digits")]
+    mean, std = statistics.mean(diffs.values()), statistics.stdev(diffs.values())
+    ahead = sum(d > 0 for d in diffs.values())
+    seeds = ", ".join(f"{s}: {d:+.1f}" for s, d in diffs.items())
+    assert f"| 3 | {mean:+.1f} ± {std:.1f} | {ahead}/3 | {seeds} | — |" in row
+    with (out / "claims.csv").open() as fh:
+        (line,) = csv.DictReader(fh)
+    assert float(line["mean"]) == pytest.approx(mean, abs=1e-3) and line["paper"] == ""
+
+
+def test_claims_give_the_papers_difference_and_keep_settings_apart(runs, tmp_path):
+    work = tmp_path / "runs"
+    _relabelled(runs, work, SETTING | {"dataset": "fmnist", "alpha": 0.01})
+    _relabelled(runs, work, SETTING | {"dataset": "fmnist", "alpha": 0.01, "lr": 0.01})
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(work), "--out", str(out)]) == 0
+    rows = [line for line in (out / "claims.md").read_text().splitlines() if "| fmnist" in line]
+    assert len(rows) == 2, "runs of two learning rates are two comparisons, not one"
+    paper, other = sorted(rows, key=len)
+    assert "| paper | 3 |" in paper and paper.endswith("| +0.6 |")  # 80.1 - 79.5
+    assert "| other: lr=0.01 | 3 |" in other
+
+
 def test_paper_methods_table_has_every_value_of_the_notes():
     assert len(PAPER_METHODS) == 12 and all(len(row) == 8 for row in PAPER_METHODS.values())
     assert PAPER_METHODS["fmnist", 0.01]["abavg", 8, True] == 80.7

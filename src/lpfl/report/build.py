@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError
+from .claims import write_claims
 from .figures import write_figures
 from .methods import build_methods_table, has_methods, write_methods_table
 from .runs import load_runs
@@ -20,15 +21,16 @@ def default_report_dir(dirs: Sequence[str | os.PathLike]) -> Path:
 
 
 def write_report(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> list[Path]:
-    """Write table1.{md,csv}, the figures, timing.md and, where other methods ran,
-    methods.{md,csv} into ``out``; returns the files written."""
+    """Write table1.{md,csv}, the figures, timing.md, claims.{md,csv} (where rows share
+    seeds) and, where other methods ran, methods.{md,csv} into ``out``; returns the
+    files written."""
     runs = load_runs(dirs)
     if not runs:
         raise ConfigError(f"report: no finished run under {', '.join(map(str, dirs))}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = write_table1(build_table1(runs), out) + write_figures(runs, out)
-    written += write_timing(runs, out)
+    written += write_timing(runs, out) + write_claims(runs, out)
     if has_methods(runs):
         written += write_methods_table(build_methods_table(runs), out)
     return written
