@@ -68,8 +68,9 @@ def test_results_schema_and_csv(tmp_path, tiny):
         "round", "test_accuracy", "test_loss", "train_loss", "seconds",
         "clients", "uploads", "rejected", "bytes_up", "bytes_down",
         "quantized_test_accuracy", "quantized_test_loss", "client_accuracy", "client_loss",
-        "train_seconds", "upload_seconds", "server_seconds", "eval_seconds",
+        "train_seconds", "upload_seconds", "server_seconds", "eval_seconds", "client_drift",
     }  # fmt: skip
+    assert all(0 < r["client_drift"] < 1 for r in data["rounds"])
     accs = [r["test_accuracy"] for r in data["rounds"] if r["test_accuracy"] is not None]
     assert data["summary"]["final_accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
     # Where each round's time went: every phase timed, and together within the round.

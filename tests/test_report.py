@@ -65,7 +65,8 @@ def test_table1_cells_and_figures(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     for name in ("table1.md", "table1.csv", "curves_digits.png", "overfit_digits.png"):
         assert f"wrote {out / name}" in printed
-    for png in ("curves_digits.png", "overfit_digits.png", "accuracy_vs_bytes.png"):
+    for png in ("curves_digits.png", "overfit_digits.png", "drift_digits.png",
+                "accuracy_vs_bytes.png"):  # fmt: skip
         assert (out / png).read_bytes().startswith(PNG_MAGIC)
 
     table = _table(out / "table1.md")
@@ -247,6 +248,19 @@ def test_claims_give_the_papers_difference_and_keep_settings_apart(runs, tmp_pat
     paper, other = sorted(rows, key=len)
     assert "| paper | 3 |" in paper and paper.endswith("| +0.6 |")  # 80.1 - 79.5
     assert "| other: lr=0.01 | 3 |" in other
+
+
+def test_runs_from_before_drift_was_recorded_get_no_drift_figure(runs, tmp_path):
+    work = tmp_path / "runs"
+    for i, path in enumerate(sorted(runs.glob("*/results.json"))):
+        data = json.loads(path.read_text())
+        for r in data["rounds"]:
+            del r["client_drift"]
+        (work / f"r{i}").mkdir(parents=True)
+        (work / f"r{i}" / "results.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(work), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "curves_digits.png").exists()
+    assert not (tmp_path / "rep" / "drift_digits.png").exists()
 
 
 def test_paper_methods_table_has_every_value_of_the_notes():

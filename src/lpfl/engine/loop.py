@@ -217,6 +217,7 @@ def _run(
             metrics = setup.round_metrics(
                 rnd, evaluated, laps.total(), len(sampled), replies, len(rejected), broadcast,
                 quantized, server.downlink_bytes(sampled, broadcast, inputs), phases=laps.seconds,
+                client_drift=server.drift,
             )  # fmt: skip
             recorder.record(metrics)
             acc, loss, train_loss = metrics.test_accuracy, metrics.test_loss, metrics.train_loss

@@ -44,6 +44,9 @@ class RoundMetrics:
     upload_seconds: float | None = None
     server_seconds: float | None = None
     eval_seconds: float | None = None
+    # How much the accepted clients' updates disagree (``drift.py``): 0 all alike, 1 all
+    # cancelling. None for HeteroFL/SplitMix (sub-models) and rounds with under 2 updates.
+    client_drift: float | None = None
 
 
 PHASES = ("train", "upload", "server", "eval")

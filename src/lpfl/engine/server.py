@@ -21,6 +21,7 @@ from ..algorithms import Algorithm, ClientUpdate, State, SubModelAlgorithm
 from ..algorithms.server_optimizers import ServerOptimizer, ServerSGD
 from ..quant.finite import all_finite
 from ..wire import WireError, WireFormat, decode, decode_many, encode
+from .drift import client_drift
 from .messages import ClientReply, DivergenceError, Rejection
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,14 @@ class Server:
         self.ma_start = ma_start
         self.downlink = downlink or WireFormat()
         self.generator = generator
+        self.sent: State | None = None  # the last broadcast's values: the clients' start
+        self.drift: float | None = None  # the last round's client drift (``drift.py``)
 
     def broadcast(self) -> bytes:
         """The message every sampled client receives: Q(w̄) or w̄, in wire format."""
-        return encode(self.model, self.downlink, self.generator)
+        message = encode(self.model, self.downlink, self.generator)
+        self.sent = decode(message)
+        return message
 
     def client_inputs(self) -> bytes | None:
         """What the algorithm sends the sampled clients besides the model (FedGen's
@@ -147,6 +152,7 @@ class Server:
     def update(self, round_: int, replies: Sequence[ClientReply]) -> list[Rejection]:
         """One round on the server: decode, aggregate what survived, step the global model."""
         accepted, rejected = self.receive(replies)
+        self.drift = None
         if accepted:
             self.step(round_, accepted)
         else:
@@ -155,6 +161,8 @@ class Server:
 
     def step(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         """Fold one round's client models into the global model (rounds count from 1)."""
+        if self.submodels is None and self.sent is not None:  # sub-models differ in shape
+            self.drift = client_drift(self.sent, [u.state for u in updates])
         if self.submodels is not None:
             aggregate = self.submodels.aggregate_into(self.model, updates)
         else:  # FedFTG fine-tunes the aggregate on the training device

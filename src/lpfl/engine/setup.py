@@ -262,6 +262,7 @@ def round_metrics(
     bytes_down: int | None = None,
     on_clients: tuple[float, float] | None = None,
     phases: Mapping[str, float] | None = None,
+    client_drift: float | None = None,
 ) -> RoundMetrics:
     """One round's record: the train loss is the sample-weighted mean over the replies.
 
@@ -288,5 +289,6 @@ def round_metrics(
         quantized_test_loss=loss_q,
         client_accuracy=acc_c,
         client_loss=loss_c,
+        client_drift=client_drift,
         **{f"{phase}_seconds": seconds for phase, seconds in (phases or {}).items()},
     )

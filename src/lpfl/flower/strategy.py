@@ -184,7 +184,7 @@ class LowPrecisionStrategy(Strategy):
         metrics = setup.round_metrics(
             rnd, evaluated, time.perf_counter() - self._tic, len(self._sent),
             self._uploads, len(self._rejected), self._broadcast, on_clients=self._on_clients,
-            bytes_down=self._bytes_down,
+            bytes_down=self._bytes_down, client_drift=self.server.drift,
         )  # fmt: skip
         self.recorder.record(metrics)
         if self.save is not None and rnd % self.cfg.checkpoint_every == 0:

@@ -42,7 +42,7 @@ def _mean_curve(runs: list[Run], metric: str, scale: float = 1.0) -> tuple[list[
     per_round: dict[int, list[float]] = defaultdict(list)
     for run in runs:
         for r in run.rounds:
-            if r[metric] is not None:
+            if r.get(metric) is not None:  # runs from before a metric was recorded lack it
                 per_round[r["round"]].append(scale * r[metric])
     xs = sorted(per_round)
     return xs, [float(np.mean(per_round[x])) for x in xs]
@@ -115,6 +115,24 @@ def plot_overfit(runs: list[Run], dataset: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_drift(runs: list[Run], dataset: str, path: Path) -> Path | None:
+    """Client drift per round (``engine/drift.py``) by precision and averaging, one panel
+    per α: whether low precision keeps the clients' updates closer together."""
+    recorded = [r for r in runs if any(x.get("client_drift") is not None for x in r.rounds)]
+    if not recorded:
+        return None
+    by_alpha = _group(recorded, lambda r: r.config["alpha"])
+    colour = _cycle(sorted({r.variant for r in recorded}, key=_variant_order), COLOURS)
+    fig, axes = plt.subplots(1, len(by_alpha), figsize=(5.5 * len(by_alpha), 4), dpi=120)
+    for ax, (alpha, members) in zip(np.atleast_1d(axes), by_alpha.items(), strict=True):
+        for variant, group in _group(members, lambda r: r.variant, _variant_order).items():
+            label = f"{row_label(variant)} (n={len(group)})"
+            ax.plot(*_mean_curve(group, "client_drift"), color=colour[variant], label=label)
+        ax.set_ylim(0, 1)
+        _finish(ax, "client drift", f"{dataset}, α={alpha:g}: disagreement share of updates")
+    return _save(fig, path)
+
+
 def plot_accuracy_vs_bytes(runs: list[Run], path: Path) -> Path | None:
     """What each run's accuracy cost on the wire: one point per run, coloured by bits."""
     if not runs:
@@ -142,5 +160,6 @@ def write_figures(runs: list[Run], out: Path) -> list[Path]:
     for dataset, members in _group(fedavg, lambda r: r.config["dataset"]).items():
         written.append(plot_curves(members, dataset, out / f"curves_{dataset}.png"))
         written.append(plot_overfit(members, dataset, out / f"overfit_{dataset}.png"))
+        written.append(plot_drift(members, dataset, out / f"drift_{dataset}.png"))
     written.append(plot_accuracy_vs_bytes(completed, out / "accuracy_vs_bytes.png"))
     return [p for p in written if p is not None]
