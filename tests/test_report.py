@@ -226,15 +226,26 @@ def test_claims_pair_the_rows_seed_by_seed(runs, tmp_path):
     low, full = _by_seed(runs, 8, 0.9), _by_seed(runs, 32, 0.0)
     diffs = {s: low[s] - full[s] for s in (0, 1, 2)}
     text = (out / "claims.md").read_text()
-    assert "## 8 bits + average against 32-bit FedAvg" in text and "the precision" not in text
-    (row,) = [line for line in text.splitlines() if line.startswith("| digits")]
+    assert "## Accuracy: 8 bits + average against 32-bit FedAvg" in text
+    assert "the precision" not in text
+    accuracy, drift = [line for line in text.splitlines() if line.startswith("| digits")]
     mean, std = statistics.mean(diffs.values()), statistics.stdev(diffs.values())
     ahead = sum(d > 0 for d in diffs.values())
     seeds = ", ".join(f"{s}: {d:+.1f}" for s, d in diffs.items())
-    assert f"| 3 | {mean:+.1f} ± {std:.1f} | {ahead}/3 | {seeds} | — |" in row
+    assert f"| 3 | {mean:+.1f} ± {std:.1f} | {ahead}/3 | {seeds} | — |" in accuracy
+    # the drift section: each run's mean client drift over its rounds, seed by seed
+    drifts = {}
+    for path in runs.glob("*/results.json"):
+        data = json.loads(path.read_text())
+        row = (data["config"]["bits"], data["config"]["seed"])
+        drifts[row] = statistics.mean(r["client_drift"] for r in data["rounds"])
+    drift_diffs = [drifts[8, s] - drifts[32, s] for s in (0, 1, 2)]
+    assert f"| 3 | {statistics.mean(drift_diffs):+.3f} ± " in drift
     with (out / "claims.csv").open() as fh:
-        (line,) = csv.DictReader(fh)
-    assert float(line["mean"]) == pytest.approx(mean, abs=1e-3) and line["paper"] == ""
+        lines = {line["measure"]: line for line in csv.DictReader(fh)}
+    assert float(lines["accuracy"]["mean"]) == pytest.approx(mean, abs=1e-3)
+    assert float(lines["drift"]["mean"]) == pytest.approx(statistics.mean(drift_diffs), abs=1e-4)
+    assert lines["accuracy"]["paper"] == lines["drift"]["paper"] == ""
 
 
 def test_claims_give_the_papers_difference_and_keep_settings_apart(runs, tmp_path):
@@ -243,7 +254,8 @@ def test_claims_give_the_papers_difference_and_keep_settings_apart(runs, tmp_pat
     _relabelled(runs, work, SETTING | {"dataset": "fmnist", "alpha": 0.01, "lr": 0.01})
     out = tmp_path / "rep"
     assert cli.main(["report", str(work), "--out", str(out)]) == 0
-    rows = [line for line in (out / "claims.md").read_text().splitlines() if "| fmnist" in line]
+    text = (out / "claims.md").read_text().split("## Client drift")[0]
+    rows = [line for line in text.splitlines() if "| fmnist" in line]
     assert len(rows) == 2, "runs of two learning rates are two comparisons, not one"
     paper, other = sorted(rows, key=len)
     assert "| paper | 3 |" in paper and paper.endswith("| +0.6 |")  # 80.1 - 79.5

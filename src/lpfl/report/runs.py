@@ -50,6 +50,12 @@ class Run:
         return None if acc is None else 100 * acc
 
     @property
+    def mean_drift(self) -> float | None:
+        """The client drift (``engine/drift.py``) averaged over the rounds that record it."""
+        drifts = [r["client_drift"] for r in self.rounds if r.get("client_drift") is not None]
+        return float(np.mean(drifts)) if drifts else None
+
+    @property
     def final_quantized_accuracy(self) -> float | None:
         """In %, for runs made with --eval-quantized: the same statistic, activation rounding on."""
         accs = [
